@@ -1,0 +1,11 @@
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+from merchants.models import Merchant
+
+
+def merchant_for_user(user: AbstractBaseUser | AnonymousUser) -> Merchant | None:
+    """The merchant a user works for, or None. Suspended merchants still reach their admin (to
+    see orders and fix what got them suspended); pending ones can prepare their store."""
+    if not user.is_authenticated or not user.is_active:
+        return None
+    return Merchant.objects.filter(memberships__user=user).first()

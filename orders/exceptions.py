@@ -1,0 +1,67 @@
+from django.utils.translation import gettext_lazy as _
+
+from shop.exceptions import CardvaultError
+
+
+class OutOfStock(CardvaultError):
+    user_message = _("Sorry, there is not enough stock for that quantity.")
+
+
+class InvalidOrderInput(CardvaultError):
+    user_message = _("Please correct the order details.")
+
+    def __init__(self, message: str = "", *, errors: dict[str, list[str]] | None = None) -> None:
+        super().__init__(message)
+        self.errors = errors or {}
+
+
+class IllegalTransition(CardvaultError):
+    user_message = _("The order cannot change to that state.")
+
+
+class GatewayUnavailable(CardvaultError):
+    user_message = _("That payment method is not available for this order.")
+
+
+class OrderNotPayable(CardvaultError):
+    user_message = _("This order can no longer be paid.")
+
+
+class PaymentRejected(CardvaultError):
+    """A callback that must change nothing. ``code`` is a short machine-readable reason that is
+    safe to log and to return to the sender."""
+
+    code = "rejected"
+    user_message = _("The payment notification was rejected.")
+
+
+class InvalidSignature(PaymentRejected):
+    code = "invalid_signature"
+
+
+class StaleNotification(PaymentRejected):
+    code = "stale_timestamp"
+
+
+class MalformedNotification(PaymentRejected):
+    code = "malformed"
+
+
+class UnknownPayment(PaymentRejected):
+    code = "unknown_payment"
+
+
+class AmountMismatch(PaymentRejected):
+    code = "amount_mismatch"
+
+
+class CurrencyMismatch(PaymentRejected):
+    code = "currency_mismatch"
+
+
+class TradeAlreadyBound(PaymentRejected):
+    code = "trade_bound_to_other_payment"
+
+
+class NotDeliverable(CardvaultError):
+    user_message = _("This order is not waiting for a manual delivery.")

@@ -1,0 +1,318 @@
+from django.conf import settings
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from merchants.models import Merchant
+from shop.models import CURRENCIES, CardKey, Product
+
+
+class Order(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Awaiting payment")
+        PAID = "paid", _("Paid, awaiting delivery")
+        DELIVERED = "delivered", _("Delivered")
+        EXPIRED = "expired", _("Expired")
+        CANCELLED = "cancelled", _("Cancelled")
+        HELD = "held", _("Held for review")
+        UNFULFILLED = "unfulfilled", _("Paid, out of stock")
+        REFUNDED = "refunded", _("Refunded")
+        PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
+
+    # Public identity: random, never sequential (sequential ids leak a shop's volume).
+    number = models.CharField(_("order number"), max_length=24, unique=True, editable=False)
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="orders", verbose_name=_("merchant")
+    )
+    product = models.ForeignKey(
+        Product, on_delete=models.PROTECT, related_name="orders", verbose_name=_("product")
+    )
+    quantity = models.PositiveIntegerField(_("quantity"))
+    unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=4, choices=CURRENCIES)
+    status = models.CharField(
+        _("status"), max_length=24, choices=Status.choices, default=Status.PENDING
+    )
+    email = models.EmailField(_("email"))
+    # sha256 of the order-page token; the token itself is derived (HMAC) so the receipt task can
+    # rebuild the link, but a database dump alone does not reveal it.
+    token_nonce = models.CharField(max_length=32, editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    query_password_hash = models.CharField(max_length=200, blank=True, editable=False)
+    manual_inputs = models.JSONField(_("buyer inputs"), default=dict, blank=True)
+    gateway = models.CharField(_("payment method"), max_length=32, blank=True)
+    language = models.CharField(_("buyer language"), max_length=8, default="en")
+    buyer_ip = models.GenericIPAddressField(_("buyer IP"), null=True, blank=True)
+    buyer_user_agent = models.CharField(_("buyer user agent"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    expires_at = models.DateTimeField(_("pay before"))
+    paid_at = models.DateTimeField(_("paid at"), null=True, blank=True)
+    delivered_at = models.DateTimeField(_("delivered at"), null=True, blank=True)
+    # Evidence for disputes: when, from where the keys were first shown.
+    keys_first_viewed_at = models.DateTimeField(_("keys first viewed at"), null=True, blank=True)
+    keys_first_viewed_ip = models.GenericIPAddressField(
+        _("keys first viewed from IP"), null=True, blank=True
+    )
+    keys_first_viewed_user_agent = models.CharField(
+        _("keys first viewed with"), max_length=300, blank=True
+    )
+    receipt_sent_at = models.DateTimeField(_("receipt sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("order")
+        verbose_name_plural = _("orders")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(
+                    status__in=[
+                        "pending",
+                        "paid",
+                        "delivered",
+                        "expired",
+                        "cancelled",
+                        "held",
+                        "unfulfilled",
+                        "refunded",
+                        "partially_refunded",
+                    ]
+                ),
+                name="order_status_valid",
+            ),
+            models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_min"),
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "expires_at"], name="order_status_expiry"),
+            models.Index(fields=["merchant", "-created_at"], name="order_merchant_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return self.number
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {Order.Status.DELIVERED, Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED}
+)
+
+
+class OrderStatusChange(models.Model):
+    """Audit trail: every transition, who or what caused it, and why."""
+
+    order = models.ForeignKey(
+        Order, on_delete=models.CASCADE, related_name="status_changes", verbose_name=_("order")
+    )
+    from_status = models.CharField(_("from"), max_length=24)
+    to_status = models.CharField(_("to"), max_length=24)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        verbose_name=_("by user"),
+    )
+    source = models.CharField(_("source"), max_length=40)
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("order status change")
+        verbose_name_plural = _("order status changes")
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status} → {self.to_status}"
+
+
+class Payment(models.Model):
+    """One attempt to pay an order through one gateway."""
+
+    class Status(models.TextChoices):
+        CREATED = "created", _("Created")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    reference = models.CharField(_("reference"), max_length=40, unique=True, editable=False)
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="payments", verbose_name=_("order")
+    )
+    gateway = models.CharField(_("gateway"), max_length=32)
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=4, choices=CURRENCIES)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.CREATED
+    )
+    # The gateway's own id for the trade; unique per gateway so one trade pays one order only.
+    # NULL (not "") until paid, so open payments never collide in the unique constraint.
+    gateway_trade_id = models.CharField(  # noqa: DJ001
+        _("gateway trade id"), max_length=128, null=True, blank=True
+    )
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["gateway", "gateway_trade_id"], name="payment_unique_gateway_trade"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["created", "succeeded", "failed"]),
+                name="payment_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference
+
+
+class PaymentEvent(models.Model):
+    """A verified gateway event, stored before it is acted on. The unique (gateway, event_id)
+    makes processing at-most-once: a replay hits the constraint and returns the first outcome."""
+
+    class Kind(models.TextChoices):
+        PAID = "paid", _("Paid")
+        FAILED = "failed", _("Failed")
+
+    class Outcome(models.TextChoices):
+        DELIVERED = "delivered", _("Order delivered")
+        AWAITING_MERCHANT = "awaiting_merchant", _("Paid; merchant delivers by hand")
+        UNFULFILLED = "unfulfilled", _("Paid; not enough stock")
+        ALREADY_PAID = "already_paid", _("Order was already paid (needs refund)")
+        FAILED_RECORDED = "failed_recorded", _("Failure recorded")
+
+    gateway = models.CharField(_("gateway"), max_length=32)
+    event_id = models.CharField(_("event id"), max_length=128)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="events", verbose_name=_("payment")
+    )
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=4)
+    gateway_trade_id = models.CharField(_("gateway trade id"), max_length=128, blank=True)
+    outcome = models.CharField(_("outcome"), max_length=24, choices=Outcome.choices, blank=True)
+    created_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payment event")
+        verbose_name_plural = _("payment events")
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["gateway", "event_id"], name="paymentevent_unique_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.gateway}:{self.event_id}"
+
+
+class PaymentNotification(models.Model):
+    """Every inbound callback, verified or not: the staff console of what gateways sent us."""
+
+    class Result(models.TextChoices):
+        ACCEPTED = "accepted", _("Accepted")
+        DUPLICATE = "duplicate", _("Duplicate (already processed)")
+        REJECTED = "rejected", _("Rejected")
+
+    gateway = models.CharField(_("gateway"), max_length=32)
+    remote_ip = models.GenericIPAddressField(_("from IP"), null=True, blank=True)
+    method = models.CharField(_("method"), max_length=8)
+    body = models.TextField(_("body"), blank=True)
+    result = models.CharField(_("result"), max_length=16, choices=Result.choices)
+    detail = models.CharField(_("detail"), max_length=300, blank=True)
+    event = models.ForeignKey(
+        PaymentEvent,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="notifications",
+        verbose_name=_("event"),
+    )
+    received_at = models.DateTimeField(_("received at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payment notification")
+        verbose_name_plural = _("payment notifications")
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.result} {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Delivery(models.Model):
+    """What an order received: a stock key (auto), the shared key (reusable), or goods the
+    merchant typed in (manual, sealed like a key and bound to this order)."""
+
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="deliveries", verbose_name=_("order")
+    )
+    card_key = models.ForeignKey(
+        CardKey,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        verbose_name=_("card key"),
+    )
+    shared = models.BooleanField(_("shared key"), default=False)
+    key_id = models.CharField(max_length=32, blank=True)
+    nonce = models.BinaryField(max_length=12, null=True, blank=True)
+    ciphertext = models.BinaryField(null=True, blank=True)
+    delivered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        verbose_name=_("delivered by"),
+    )
+    created_at = models.DateTimeField(_("delivered at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("delivery")
+        verbose_name_plural = _("deliveries")
+        ordering = ["id"]
+        constraints = [
+            # A unique key is delivered once, ever; only the reusable key repeats.
+            models.UniqueConstraint(
+                fields=["card_key"],
+                condition=models.Q(shared=False, card_key__isnull=False),
+                name="delivery_unique_key",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(card_key__isnull=False) | models.Q(ciphertext__isnull=False),
+                name="delivery_has_content",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Delivery #{self.pk} of {self.order_id}"
+
+    def sealed_content(self) -> tuple[bytes, bytes]:
+        """Nonce and ciphertext of a manual delivery (the check constraint guarantees them)."""
+        if self.nonce is None or self.ciphertext is None:
+            raise ValueError(f"delivery {self.pk} holds no sealed content")
+        return bytes(self.nonce), bytes(self.ciphertext)
+
+
+# Allowed order transitions: the one table every status change is checked against.
+ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
+    Order.Status.PENDING: frozenset(
+        {Order.Status.PAID, Order.Status.EXPIRED, Order.Status.CANCELLED}
+    ),
+    # A late payment for an expired or cancelled order is honoured, not dropped (the buyer paid).
+    Order.Status.EXPIRED: frozenset({Order.Status.PAID}),
+    Order.Status.CANCELLED: frozenset({Order.Status.PAID}),
+    Order.Status.PAID: frozenset(
+        {Order.Status.DELIVERED, Order.Status.UNFULFILLED, Order.Status.HELD, Order.Status.REFUNDED}
+    ),
+    Order.Status.HELD: frozenset({Order.Status.DELIVERED, Order.Status.REFUNDED}),
+    Order.Status.UNFULFILLED: frozenset({Order.Status.DELIVERED, Order.Status.REFUNDED}),
+    Order.Status.DELIVERED: frozenset({Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED}),
+    Order.Status.PARTIALLY_REFUNDED: frozenset({Order.Status.REFUNDED}),
+    Order.Status.REFUNDED: frozenset(),
+}

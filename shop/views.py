@@ -1,0 +1,90 @@
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import get_language
+
+from orders import services as order_services
+from orders.exceptions import InvalidOrderInput
+from orders.gateways.registry import available_gateways
+from shop import selectors
+from shop.exceptions import CardvaultError
+from shop.forms import BuyForm, SearchForm
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "shop/home.html",
+        {"merchants": selectors.active_merchants(), "search_form": SearchForm()},
+    )
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    form = SearchForm(request.GET)
+    query = form.cleaned_data["q"] if form.is_valid() else ""
+    products = list(selectors.search_products(query=query))
+    return render(
+        request,
+        "shop/search.html",
+        {"search_form": form, "query": query, "products": products},
+    )
+
+
+def store(request: HttpRequest, slug: str) -> HttpResponse:
+    merchant = selectors.get_active_merchant(slug=slug)
+    if merchant is None:
+        raise Http404
+    return render(
+        request,
+        "shop/store.html",
+        {"merchant": merchant, "sections": selectors.storefront_listings(merchant=merchant)},
+    )
+
+
+def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
+    merchant = selectors.get_active_merchant(slug=slug)
+    if merchant is None:
+        raise Http404
+    listing = selectors.get_listing(merchant=merchant, slug=product_slug)
+    if listing is None:
+        raise Http404
+    if listing.product.slug != product_slug:
+        # A variant's own slug: show its listing with that option picked.
+        url = reverse("shop:product", args=[merchant.slug, listing.product.slug])
+        return redirect(url)
+    first = listing.options[0]
+    gateways = [
+        (gateway.name, str(gateway.display_name))
+        for gateway in available_gateways(amount=first.price, currency=first.currency)
+    ]
+    form = BuyForm(request.POST or None, listing=listing, gateways=gateways)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = order_services.checkout(
+                product=form.selected_product(),
+                quantity=form.cleaned_data["quantity"],
+                email=form.cleaned_data["email"],
+                query_password=form.cleaned_data["query_password"],
+                manual_inputs=form.manual_inputs(),
+                gateway_name=form.cleaned_data["gateway"],
+                base_url=request.build_absolute_uri("/"),
+                buyer_ip=request.META.get("REMOTE_ADDR"),
+                user_agent=request.headers.get("User-Agent", ""),
+                language=get_language() or "en",
+            )
+        except InvalidOrderInput as exc:
+            for field, messages in exc.errors.items():
+                target = field if field in form.fields else f"manual_{field}"
+                for message in messages:
+                    form.add_error(target if target in form.fields else None, message)
+        except CardvaultError as exc:
+            form.add_error(None, exc.user_message)
+        else:
+            return redirect(result.redirect_url)
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "shop/product.html",
+        {"merchant": merchant, "listing": listing, "form": form},
+        status=status,
+    )

@@ -1,0 +1,63 @@
+from decimal import Decimal
+
+import factory
+from django.contrib.auth import get_user_model
+
+from merchants.models import Merchant, MerchantMembership
+from shop import services
+from shop.models import Category, ImportBatch, Product
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-123")
+
+
+class MerchantFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Merchant
+
+    slug = factory.Sequence(lambda n: f"store-{n}")
+    name = factory.Sequence(lambda n: f"Store {n}")
+    status = Merchant.Status.ACTIVE
+    owner = factory.SubFactory(UserFactory)
+
+    @factory.post_generation
+    def membership(obj, create, extracted, **kwargs):  # noqa: N805
+        if create:
+            MerchantMembership.objects.get_or_create(
+                user=obj.owner, defaults={"merchant": obj, "role": MerchantMembership.Role.OWNER}
+            )
+
+
+class CategoryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Category
+
+    merchant = factory.SubFactory(MerchantFactory)
+    name = factory.Sequence(lambda n: f"Category {n}")
+
+
+class ProductFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Product
+
+    merchant = factory.SubFactory(MerchantFactory)
+    slug = factory.Sequence(lambda n: f"product-{n}")
+    title = factory.Sequence(lambda n: f"Product {n}")
+    price = Decimal("10.00")
+    currency = "CNY"
+    max_quantity = 10
+
+
+def add_keys(product: Product, count: int, prefix: str = "KEY") -> list[str]:
+    """Import ``count`` distinct keys into a product; returns their plaintexts."""
+    lines = [f"{prefix}-{product.pk}-{i:06d}" for i in range(count)]
+    services.import_keys(product=product, lines=lines, source=ImportBatch.Source.COMMAND)
+    return lines
