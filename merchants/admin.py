@@ -58,7 +58,7 @@ merchant_site = MerchantAdminSite(name="merchant_admin")
 def current_merchant(request: HttpRequest) -> Merchant | None:
     if not hasattr(request, "_cardvault_merchant"):
         request._cardvault_merchant = merchant_for_user(request.user)  # type: ignore[attr-defined]
-    return request._cardvault_merchant  # type: ignore[attr-defined, no-any-return]
+    return request._cardvault_merchant  # type: ignore[attr-defined]
 
 
 class MerchantScopedAdmin(admin.ModelAdmin):

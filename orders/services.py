@@ -15,8 +15,8 @@ from decimal import Decimal
 from functools import partial
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.hashers import make_password
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
@@ -65,7 +65,7 @@ def transition_order(
     order: Order,
     to_status: str,
     source: str,
-    actor: AbstractBaseUser | None = None,
+    actor: User | None = None,
     note: str = "",
     extra_fields: tuple[str, ...] = (),
 ) -> Order:
@@ -457,7 +457,7 @@ def _deliver_from_stock(*, order: Order, now: datetime) -> bool:
     return True
 
 
-def _mark_delivered(*, order: Order, now: datetime, actor: AbstractBaseUser | None = None) -> str:
+def _mark_delivered(*, order: Order, now: datetime, actor: User | None = None) -> str:
     order.delivered_at = now
     transition_order(
         order=order,
@@ -478,7 +478,7 @@ def _mark_unfulfilled(*, order: Order, note: str) -> str:
     return PaymentEvent.Outcome.UNFULFILLED
 
 
-def retry_fulfilment(*, order_id: int, actor: AbstractBaseUser | None = None) -> Order:
+def retry_fulfilment(*, order_id: int, actor: User | None = None) -> Order:
     """After a restock: deliver a paid-but-unfulfilled auto-delivery order, all or nothing.
     Raises ``NotDeliverable``, ``OutOfStock`` (nothing changes then)."""
     with transaction.atomic(durable=True):
@@ -495,7 +495,7 @@ def retry_fulfilment(*, order_id: int, actor: AbstractBaseUser | None = None) ->
 
 
 # --- manual delivery -----------------------------------------------------------------------------
-def deliver_manually(*, order: Order, content: str, actor: AbstractBaseUser) -> Order:
+def deliver_manually(*, order: Order, content: str, actor: User) -> Order:
     """The merchant types in the goods for a paid manual-delivery order. The content is sealed
     like a card key and bound to this order. Raises ``NotDeliverable``, ``InvalidOrderInput``."""
     content = content.strip()

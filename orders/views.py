@@ -18,7 +18,7 @@ from shop.exceptions import CardvaultError
 
 SESSION_GRANTS = "order_lookup_grants"
 MAX_GRANTS = 20
-REFRESH_SECONDS = {Order.Status.PENDING: 3, Order.Status.PAID: 10}
+REFRESH_SECONDS: dict[str, int] = {Order.Status.PENDING: 3, Order.Status.PAID: 10}
 
 
 def _client_ip(request: HttpRequest) -> str | None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -54,7 +54,7 @@ def import_keys(
     lines: Iterable[str],
     source: str,
     file_name: str = "",
-    created_by: AbstractBaseUser | None = None,
+    created_by: User | None = None,
 ) -> ImportResult:
     """Encrypt and store keys for a product as one ``ImportBatch``.
 

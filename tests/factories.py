@@ -29,7 +29,7 @@ class MerchantFactory(factory.django.DjangoModelFactory):
     owner = factory.SubFactory(UserFactory)
 
     @factory.post_generation
-    def membership(obj, create, extracted, **kwargs):  # noqa: N805
+    def membership(obj, create, extracted, **kwargs):
         if create:
             MerchantMembership.objects.get_or_create(
                 user=obj.owner, defaults={"merchant": obj, "role": MerchantMembership.Role.OWNER}
