@@ -31,6 +31,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/mypy .
 	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/bandit -c pyproject.toml -r . -q --severity-level medium
+	$(BIN)/python scripts/pip_audit_check.py
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
@@ -46,6 +48,10 @@ beat: $(STAMP)
 messages: $(STAMP)
 	$(BIN)/python manage.py makemessages -l zh_Hans -l en --ignore=.venv --ignore=tests --ignore=bench
 	$(BIN)/python manage.py compilemessages --ignore=.venv
+
+## make bench: stock and payment benchmarks against their floors (PostgreSQL and Redis as for make test)
+bench: $(STAMP)
+	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/pytest bench -o python_files='bench_*.py' -s -q -p no:randomly
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

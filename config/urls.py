@@ -14,6 +14,10 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("merchant/", merchant_site.urls),
     path("healthz", healthz, name="healthz"),
+    path("", include("security.urls")),
+    path("risk/", include("risk.urls")),
     path("", include("orders.urls")),
+    path("", include("disputes.urls")),  # disputes: the buyer's problem reports (by order token)
+    path("", include("merchants.urls")),  # merchants: the public store application
     path("", include("shop.urls")),
 ]

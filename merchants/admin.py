@@ -19,11 +19,14 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from merchants import admin_admission  # noqa: F401  (registers admission and inspection pages)
 from merchants.models import Merchant, MerchantMembership
 from merchants.selectors import merchant_for_user
+from orders import privacy as order_privacy
 from orders import services as order_services
 from orders.forms import ManualDeliveryForm
 from orders.models import Order, OrderStatusChange
+from risk import selectors as risk_selectors
 from shop import selectors as shop_selectors
 from shop import services as shop_services
 from shop.admin_views import export_keys_response, import_keys_view
@@ -124,6 +127,14 @@ class MerchantScopedAdmin(admin.ModelAdmin):
                     self.instance.merchant = merchant
                 super()._post_clean()
 
+            def _get_validation_exclusions(self) -> set[str]:
+                # "merchant" is not a form field, but it is set: keep per-store unique constraints
+                # (product slug, category name) in validation, so a clash is a form error, not a
+                # database IntegrityError.
+                exclude = super()._get_validation_exclusions()
+                exclude.discard("merchant")
+                return exclude
+
         return ScopedForm
 
 
@@ -148,7 +159,15 @@ class MerchantCategoryAdmin(MerchantScopedAdmin):
 
 @admin.register(Product, site=merchant_site)
 class MerchantProductAdmin(MerchantScopedAdmin):
-    list_display = ("display_title", "price", "currency", "delivery_mode", "is_active", "stock")
+    list_display = (
+        "display_title",
+        "price",
+        "currency",
+        "delivery_mode",
+        "is_active",
+        "review_status",
+        "stock",
+    )
     list_filter = ("is_active", "delivery_mode")
     search_fields = ("title", "slug")
     prepopulated_fields = {"slug": ("title",)}
@@ -172,6 +191,17 @@ class MerchantProductAdmin(MerchantScopedAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
         return shop_selectors.with_stock(super().get_queryset(request))
+
+    def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
+        # Prohibited-term screening: a hit holds the product for staff review, unlisted.
+        shop_services.screen_product(product=obj)
+        super().save_model(request, obj, form, change)
+        if obj.review_status != Product.ReviewStatus.PUBLISHED:
+            self.message_user(
+                request,
+                _("This product is held for review by the platform's staff; buyers cannot see it."),
+                messages.WARNING,
+            )
 
     @admin.display(description=gettext_lazy("free stock"))
     def stock(self, obj: Product) -> str:
@@ -282,9 +312,19 @@ class StatusChangeInline(admin.TabularInline):
 class MerchantOrderAdmin(MerchantScopedAdmin):
     can_add = False
     can_change = False
-    list_display = ("number", "product", "quantity", "amount", "currency", "status", "created_at")
+    list_display = (
+        "number",
+        "buyer_email",
+        "product",
+        "quantity",
+        "amount",
+        "currency",
+        "status",
+        "created_at",
+    )
     list_filter = ("status",)
-    search_fields = ("number", "email")
+    # Exact email only: a substring search would spell out the masked addresses letter by letter.
+    search_fields = ("number", "=email")
     fields = (
         "number",
         "product",
@@ -293,7 +333,7 @@ class MerchantOrderAdmin(MerchantScopedAdmin):
         "amount",
         "currency",
         "status",
-        "email",
+        "buyer_email",
         "manual_inputs",
         "gateway",
         "created_at",
@@ -301,6 +341,7 @@ class MerchantOrderAdmin(MerchantScopedAdmin):
         "delivered_at",
         "keys_first_viewed_at",
         "deliver_link",
+        "risk_note",
     )
     readonly_fields = fields
     inlines = [StatusChangeInline]
@@ -309,6 +350,18 @@ class MerchantOrderAdmin(MerchantScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return obj is None and current_merchant(request) is not None
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Order]:
+        return order_privacy.with_open_dispute_flag(super().get_queryset(request))
+
+    @admin.display(description=gettext_lazy("buyer email"))
+    def buyer_email(self, obj: Order) -> str:
+        """Masked, unless the merchant needs it for an open dispute on this order."""
+        if obj.anonymised_at is not None:
+            return "—"
+        if getattr(obj, "has_open_dispute", False):
+            return obj.email
+        return order_privacy.mask_email(obj.email)
 
     @admin.display(description=gettext_lazy("manual delivery"))
     def deliver_link(self, obj: Order) -> str:
@@ -319,6 +372,10 @@ class MerchantOrderAdmin(MerchantScopedAdmin):
             url = reverse(f"{self.admin_site.name}:orders_order_deliver", args=[obj.pk])
             return format_html('<a class="button" href="{}">{}</a>', url, _("Deliver now"))
         return "—"
+
+    @admin.display(description=gettext_lazy("risk checks"))
+    def risk_note(self, obj: Order) -> str:
+        return risk_selectors.merchant_note(order=obj)
 
     def get_urls(self) -> list[URLPattern]:
         return [

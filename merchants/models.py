@@ -22,6 +22,14 @@ class Merchant(models.Model):
         related_name="owned_merchants",
         verbose_name=_("owner"),
     )
+    fee_rate = models.DecimalField(
+        _("fee rate"),
+        max_digits=5,
+        decimal_places=4,
+        null=True,
+        blank=True,
+        help_text=_("The platform's fee on this merchant's sales; blank: the platform default."),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -74,3 +82,171 @@ class MerchantMembership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.merchant}"
+
+
+class MerchantApplication(models.Model):
+    """Someone asking to open a store. The applicant's user is created inactive and without a
+    merchant, so it cannot sign in anywhere; approval creates the Merchant (active) and the
+    owner membership and activates the user, rejection records the reason. Either decision is
+    e-mailed in ``language``, the language the applicant used."""
+
+    class Status(models.TextChoices):
+        SUBMITTED = "submitted", _("Awaiting review")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="merchant_application",
+        verbose_name=_("applicant account"),
+    )
+    store_name = models.CharField(_("store name"), max_length=120)
+    slug = models.SlugField(_("store address"), max_length=60)
+    contact = models.CharField(_("contact"), max_length=200)
+    goods = models.TextField(_("what the store will sell"), max_length=2000)
+    language = models.CharField(_("language"), max_length=8, default="en")
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.SUBMITTED
+    )
+    reason = models.TextField(_("reason for rejection"), blank=True)
+    merchant = models.OneToOneField(
+        Merchant,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="application",
+        verbose_name=_("merchant"),
+    )
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("decided by"),
+    )
+    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
+    applicant_notified_at = models.DateTimeField(_("applicant notified at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("applied at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("merchant application")
+        verbose_name_plural = _("merchant applications")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(status__in=["submitted", "approved", "rejected"]),
+                name="application_status_valid",
+            ),
+            # Two open applications never ask for the same store address.
+            models.UniqueConstraint(
+                fields=["slug"],
+                condition=models.Q(status="submitted"),
+                name="application_unique_open_slug",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="rejected") | ~models.Q(reason=""),
+                name="application_rejection_has_reason",
+            ),
+            models.CheckConstraint(
+                condition=~models.Q(status="approved") | models.Q(merchant__isnull=False),
+                name="application_approval_has_merchant",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.store_name} ({self.slug})"
+
+
+class ApplicationDocument(models.Model):
+    """An identity or business document of an application: PNG, JPEG or PDF proven by content,
+    stored under ``MEDIA_ROOT/private/`` with a random name that no URL serves; staff download it
+    through the access-checked admin view."""
+
+    application = models.ForeignKey(
+        MerchantApplication,
+        on_delete=models.CASCADE,
+        related_name="documents",
+        verbose_name=_("application"),
+    )
+    file = models.FileField(_("file"), max_length=200)
+    kind = models.CharField(_("type"), max_length=8)
+    original_name = models.CharField(_("original file name"), max_length=200, blank=True)
+    size = models.PositiveIntegerField(_("size in bytes"))
+    created_at = models.DateTimeField(_("uploaded at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("application document")
+        verbose_name_plural = _("application documents")
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(kind__in=["png", "jpeg", "pdf"]), name="document_kind_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.application_id}: {self.original_name or self.kind}"
+
+
+class InspectionReport(models.Model):
+    """One day's inspection of every selling merchant (one row per day: a second run the same
+    day finishes what the first left undone and changes nothing else)."""
+
+    day = models.DateField(_("day"), unique=True)
+    started_at = models.DateTimeField(_("started at"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    staff_alerted_at = models.DateTimeField(_("staff alerted at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("inspection report")
+        verbose_name_plural = _("inspection reports")
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return str(self.day)
+
+
+class MerchantInspection(models.Model):
+    """One merchant's metrics and findings in a day's report, and what was done about them."""
+
+    class Level(models.TextChoices):
+        OK = "ok", _("OK")
+        WARNING = "warning", _("Warning")
+        HARD = "hard", _("Over the hard limit")
+
+    report = models.ForeignKey(
+        InspectionReport,
+        on_delete=models.CASCADE,
+        related_name="inspections",
+        verbose_name=_("report"),
+    )
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="inspections", verbose_name=_("merchant")
+    )
+    level = models.CharField(_("level"), max_length=8, choices=Level.choices)
+    metrics = models.JSONField(_("metrics"), default=dict)
+    findings = models.JSONField(_("findings"), default=list)
+    # Product prices at inspection time: tomorrow's run compares against them.
+    prices = models.JSONField(_("prices"), default=dict)
+    suspended = models.BooleanField(_("suspended by this inspection"), default=False)
+    merchant_notified_at = models.DateTimeField(_("merchant notified at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("inspected at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("merchant inspection")
+        verbose_name_plural = _("merchant inspections")
+        ordering = ["-report__day", "merchant__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["report", "merchant"], name="inspection_one_per_merchant_per_day"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(level__in=["ok", "warning", "hard"]),
+                name="inspection_level_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.report} {self.merchant}: {self.level}"

@@ -35,6 +35,14 @@ class PaymentRejected(CardvaultError):
     user_message = _("The payment notification was rejected.")
 
 
+class IgnoredNotification(PaymentRejected):
+    """A genuine notification with nothing for us to do (the trade is not paid yet, a refund
+    report). It changes nothing, but gets the gateway's normal acknowledgement so the gateway
+    stops retrying; raise it only after the signature was verified."""
+
+    code = "ignored"
+
+
 class InvalidSignature(PaymentRejected):
     code = "invalid_signature"
 
@@ -65,3 +73,24 @@ class TradeAlreadyBound(PaymentRejected):
 
 class NotDeliverable(CardvaultError):
     user_message = _("This order is not waiting for a manual delivery.")
+
+
+class RefundNotAllowed(CardvaultError):
+    user_message = _("This refund is not possible (nothing left to refund, or no payment).")
+
+
+class AnonymisationNotAllowed(CardvaultError):
+    """The buyer asked to erase an order's personal data too early (or while something is open);
+    ``user_message`` says why and, where known, from when it is possible."""
+
+    user_message = _("This order's personal data cannot be erased yet.")
+
+    def __init__(self, message: str = "", *, user_message: str | None = None) -> None:
+        super().__init__(message)
+        if user_message is not None:
+            # A per-instance sentence (it may carry a date) in place of the class's lazy one.
+            self.user_message = user_message  # type: ignore[assignment]
+
+
+class NotHeld(CardvaultError):
+    user_message = _("This order is not held for review.")

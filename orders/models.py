@@ -1,3 +1,6 @@
+import json
+from decimal import Decimal
+
 from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
@@ -57,6 +60,15 @@ class Order(models.Model):
         _("keys first viewed with"), max_length=300, blank=True
     )
     receipt_sent_at = models.DateTimeField(_("receipt sent at"), null=True, blank=True)
+    # A sender's lease on the receipt: a worker killed mid-send leaves it behind, and the repair
+    # job sends again once the lease is stale.
+    receipt_claimed_at = models.DateTimeField(_("receipt claimed at"), null=True, blank=True)
+    # Set when something needs a person: a mismatched payment, a failed automatic refund, an order
+    # the repair job could not deliver. Cleared by staff.
+    needs_attention = models.CharField(_("needs attention"), max_length=300, blank=True)
+    merchant_notified_at = models.DateTimeField(_("merchant notified at"), null=True, blank=True)
+    # Set when the buyer's personal data was erased (orders.privacy); the accounting stays.
+    anonymised_at = models.DateTimeField(_("anonymised at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("order")
@@ -85,6 +97,12 @@ class Order(models.Model):
         indexes = [
             models.Index(fields=["status", "expires_at"], name="order_status_expiry"),
             models.Index(fields=["merchant", "-created_at"], name="order_merchant_recent"),
+            # The retention job's candidates: orders still holding personal data, oldest first.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(anonymised_at__isnull=True),
+                name="order_not_anonymised",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -151,8 +169,12 @@ class Payment(models.Model):
     gateway_trade_id = models.CharField(  # noqa: DJ001
         _("gateway trade id"), max_length=128, null=True, blank=True
     )
+    # What the gateway handed back for the buyer's pay page (QR content, wallet address, the
+    # exact amount to send); never credentials.
+    gateway_data = models.JSONField(_("gateway data"), default=dict, blank=True)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+    last_queried_at = models.DateTimeField(_("last queried at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("payment")
@@ -184,8 +206,10 @@ class PaymentEvent(models.Model):
         DELIVERED = "delivered", _("Order delivered")
         AWAITING_MERCHANT = "awaiting_merchant", _("Paid; merchant delivers by hand")
         UNFULFILLED = "unfulfilled", _("Paid; not enough stock")
-        ALREADY_PAID = "already_paid", _("Order was already paid (needs refund)")
+        ALREADY_PAID = "already_paid", _("Payment already recorded")
+        DUPLICATE_PAYMENT = "duplicate_payment", _("Order already paid or closed: refunded")
         FAILED_RECORDED = "failed_recorded", _("Failure recorded")
+        HELD = "held", _("Paid; held for risk review")
 
     gateway = models.CharField(_("gateway"), max_length=32)
     event_id = models.CharField(_("event id"), max_length=128)
@@ -217,12 +241,18 @@ class PaymentNotification(models.Model):
     class Result(models.TextChoices):
         ACCEPTED = "accepted", _("Accepted")
         DUPLICATE = "duplicate", _("Duplicate (already processed)")
+        IGNORED = "ignored", _("Genuine, nothing to do")
         REJECTED = "rejected", _("Rejected")
 
     gateway = models.CharField(_("gateway"), max_length=32)
     remote_ip = models.GenericIPAddressField(_("from IP"), null=True, blank=True)
     method = models.CharField(_("method"), max_length=8)
     body = models.TextField(_("body"), blank=True)
+    # Enough of the request to process it again from the console: its headers (signature
+    # headers included; no cookies or auth) and query string.
+    headers = models.JSONField(_("headers"), default=dict, blank=True)
+    query = models.JSONField(_("query string"), default=dict, blank=True)
+    payment_reference = models.CharField(_("payment reference"), max_length=40, blank=True)
     result = models.CharField(_("result"), max_length=16, choices=Result.choices)
     detail = models.CharField(_("detail"), max_length=300, blank=True)
     event = models.ForeignKey(
@@ -308,11 +338,184 @@ ORDER_TRANSITIONS: dict[str, frozenset[str]] = {
     Order.Status.EXPIRED: frozenset({Order.Status.PAID}),
     Order.Status.CANCELLED: frozenset({Order.Status.PAID}),
     Order.Status.PAID: frozenset(
-        {Order.Status.DELIVERED, Order.Status.UNFULFILLED, Order.Status.HELD, Order.Status.REFUNDED}
+        {
+            Order.Status.DELIVERED,
+            Order.Status.UNFULFILLED,
+            Order.Status.HELD,
+            Order.Status.REFUNDED,
+            Order.Status.PARTIALLY_REFUNDED,
+        }
     ),
-    Order.Status.HELD: frozenset({Order.Status.DELIVERED, Order.Status.REFUNDED}),
-    Order.Status.UNFULFILLED: frozenset({Order.Status.DELIVERED, Order.Status.REFUNDED}),
+    # Released by staff (risk review): back to paid, then fulfilled like a callback would.
+    Order.Status.HELD: frozenset(
+        {
+            Order.Status.PAID,
+            Order.Status.DELIVERED,
+            Order.Status.REFUNDED,
+            Order.Status.PARTIALLY_REFUNDED,
+        }
+    ),
+    Order.Status.UNFULFILLED: frozenset(
+        {Order.Status.DELIVERED, Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED}
+    ),
     Order.Status.DELIVERED: frozenset({Order.Status.REFUNDED, Order.Status.PARTIALLY_REFUNDED}),
     Order.Status.PARTIALLY_REFUNDED: frozenset({Order.Status.REFUNDED}),
     Order.Status.REFUNDED: frozenset(),
 }
+
+
+class GatewayConfig(models.Model):
+    """A payment gateway as staff configured it: one row per gateway, credentials sealed with
+    the vault keyring (bound to the gateway's name), never shown back in the admin."""
+
+    gateway = models.CharField(_("gateway"), max_length=32, unique=True)
+    enabled = models.BooleanField(_("enabled"), default=False)
+    display_name = models.CharField(_("display name"), max_length=60, blank=True)
+    fee_rate = models.DecimalField(
+        _("fee rate"),
+        max_digits=6,
+        decimal_places=4,
+        default=Decimal("0"),
+        help_text=_("The gateway's fee as a fraction of the amount, e.g. 0.006 for 0.6%."),
+    )
+    min_amount = models.DecimalField(
+        _("minimum amount"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    max_amount = models.DecimalField(
+        _("maximum amount"), max_digits=12, decimal_places=2, null=True, blank=True
+    )
+    currencies = models.JSONField(
+        _("currencies"), default=list, blank=True, help_text=_("Empty: the gateway's default.")
+    )
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    secrets_key_id = models.CharField(max_length=32, blank=True, editable=False)
+    secrets_nonce = models.BinaryField(blank=True, default=b"", editable=False)
+    secrets_ciphertext = models.BinaryField(blank=True, default=b"", editable=False)
+    sort_order = models.PositiveSmallIntegerField(_("sort order"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("payment gateway")
+        verbose_name_plural = _("payment gateways")
+        ordering = ["sort_order", "gateway"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(fee_rate__gte=0) & models.Q(fee_rate__lt=1),
+                name="gatewayconfig_fee_rate_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name or self.gateway
+
+    @property
+    def secret_context(self) -> str:
+        return f"gateway:{self.gateway}"
+
+    def get_secrets(self) -> dict[str, str]:
+        from shop import vault
+
+        if not self.secrets_ciphertext:
+            return {}
+        return json.loads(
+            vault.unseal_secret(
+                key_id=self.secrets_key_id,
+                nonce=bytes(self.secrets_nonce),
+                ciphertext=bytes(self.secrets_ciphertext),
+                context=self.secret_context,
+            )
+        )
+
+    def set_secrets(self, values: dict[str, str]) -> None:
+        from shop import vault
+
+        sealed = vault.seal_secret(json.dumps(values), context=self.secret_context)
+        self.secrets_key_id = sealed.key_id
+        self.secrets_nonce = sealed.nonce
+        self.secrets_ciphertext = sealed.ciphertext
+
+
+class Refund(models.Model):
+    """Money going back to a buyer, requested once under a caller-chosen id (idempotency)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending at the gateway")
+        SUCCEEDED = "succeeded", _("Refunded")
+        MANUAL = "manual", _("To be paid out by staff")
+        FAILED = "failed", _("Failed")
+
+    request_id = models.CharField(_("request id"), max_length=80, unique=True)
+    order = models.ForeignKey(
+        Order, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("order")
+    )
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="refunds", verbose_name=_("payment")
+    )
+    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=4, choices=CURRENCIES)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    reason = models.CharField(_("reason"), max_length=300)
+    source = models.CharField(_("source"), max_length=40)
+    gateway_refund_id = models.CharField(_("gateway refund id"), max_length=128, blank=True)
+    failure = models.CharField(_("failure"), max_length=300, blank=True)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+    paid_out_reference = models.CharField(_("payout reference"), max_length=128, blank=True)
+    buyer_notified_at = models.DateTimeField(_("buyer notified at"), null=True, blank=True)
+    # 先行赔付: the guarantee fund pays the buyer and the merchant's share is clawed back.
+    funded_by_platform = models.BooleanField(_("paid by the platform first"), default=False)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    completed_at = models.DateTimeField(_("completed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="refund_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(status__in=["pending", "succeeded", "manual", "failed"]),
+                name="refund_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.amount} {self.currency}"
+
+
+class GatewayAlert(models.Model):
+    """A gateway health alert sent to staff (also the memory that keeps alerts from repeating)."""
+
+    class Kind(models.TextChoices):
+        FAILING = "failing", _("Callbacks failing verification")
+        SILENT = "silent", _("Callbacks stopped arriving")
+
+    gateway = models.CharField(_("gateway"), max_length=32)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    detail = models.CharField(_("detail"), max_length=300)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("gateway alert")
+        verbose_name_plural = _("gateway alerts")
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.gateway} {self.kind}"
+
+
+class UnmatchedNotification(PaymentNotification):
+    """The staff inbox of notifications that matched no payment of ours."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("unmatched payment notification")
+        verbose_name_plural = _("unmatched payment notifications")

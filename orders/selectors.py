@@ -11,7 +11,7 @@ from django.urls import reverse
 
 from merchants.models import Merchant
 from orders import tokens
-from orders.models import Delivery, Order, Payment
+from orders.models import Delivery, Order, Payment, Refund
 from orders.services import manual_delivery_binding
 from shop import vault
 from shop.models import CardKey
@@ -37,7 +37,12 @@ def get_order_by_token(*, token: str) -> Order | None:
 def find_order_for_lookup(*, number: str, email: str, query_password: str) -> Order | None:
     """Order number and email must both match, and the query password if the buyer set one.
     An order number alone never finds an order."""
-    order = _order_queryset().filter(number=number.strip(), email__iexact=email.strip()).first()
+    # An anonymised order is found by its link only: its placeholder email is guessable.
+    order = (
+        _order_queryset()
+        .filter(number=number.strip(), email__iexact=email.strip(), anonymised_at__isnull=True)
+        .first()
+    )
     if order is None:
         # Hash anyway, so a miss takes as long as a hit and timing reveals no order numbers.
         make_password(query_password)
@@ -102,3 +107,19 @@ def get_payment(*, reference: str, gateway: str) -> Payment | None:
         .filter(reference=reference, gateway=gateway)
         .first()
     )
+
+
+def latest_payment(*, order: Order) -> Payment | None:
+    return order.payments.order_by("-created_at").first()
+
+
+def refunds_for_order(*, order: Order) -> list[Refund]:
+    return list(order.refunds.order_by("created_at"))
+
+
+def gateway_label(name: str) -> str:
+    """What buyers see for a gateway (no query: the adapter's display name)."""
+    from orders.gateways.registry import GATEWAY_CLASSES
+
+    cls = GATEWAY_CLASSES.get(name)
+    return str(cls.display_name) if cls is not None else name

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 
+import httpx
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
@@ -25,32 +26,44 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ledger import services as ledger_services
 from orders import lock_objects, tasks, tokens
 from orders.exceptions import (
     AmountMismatch,
     CurrencyMismatch,
     GatewayUnavailable,
+    IgnoredNotification,
     IllegalTransition,
     InvalidOrderInput,
     NotDeliverable,
+    NotHeld,
     OrderNotPayable,
     OutOfStock,
+    PaymentRejected,
+    RefundNotAllowed,
     TradeAlreadyBound,
     UnknownPayment,
 )
 from orders.gateways.base import CallbackReply, CallbackRequest, PaymentAction, VerifiedEvent
-from orders.gateways.registry import get_gateway
+from orders.gateways.registry import build_gateway, get_gateway
 from orders.models import (
     ORDER_TRANSITIONS,
     Delivery,
+    GatewayAlert,
+    GatewayConfig,
     Order,
     OrderStatusChange,
     Payment,
     PaymentEvent,
     PaymentNotification,
+    Refund,
 )
+from risk import screening as risk_screening
+from risk import services as risk_services
+from risk.exceptions import RiskRefused
+from risk.models import RiskDecision
 from shop import vault
-from shop.exceptions import ProductUnavailable
+from shop.exceptions import CardvaultError, ProductUnavailable
 from shop.manual_fields import clean_manual_inputs
 from shop.models import CardKey, Product
 
@@ -105,15 +118,29 @@ def place_order(
     user_agent: str = "",
     language: str = "en",
     now: datetime | None = None,
+    device_id: str = "",
+    captcha_passed: bool = False,
 ) -> PlacedOrder:
     """Create a pending order and reserve its stock for ``ORDER_TTL_MINUTES``.
 
-    Locks: free keys of the product (``SKIP LOCKED``). Guarantees: either the order exists with
-    all ``quantity`` keys reserved to it, or nothing was written. Raises ``ProductUnavailable``,
-    ``InvalidOrderInput``, ``OutOfStock``.
+    Screened by the risk rules first (``risk.services.screen_checkout``; ``captcha_passed``: the
+    edge verified a captcha for this checkout). Locks: per-buyer advisory locks, then free keys
+    of the product (``SKIP LOCKED``). Guarantees: either the order exists with all ``quantity``
+    keys reserved to it, or no order was written (a refusal is recorded as a ``RiskDecision``).
+    Raises ``ProductUnavailable``, ``InvalidOrderInput``, ``OutOfStock``, ``RiskBlocked``,
+    ``CaptchaRequired``.
     """
     now = now or timezone.now()
-    if not product.is_active or not product.merchant.is_selling:
+    if (
+        not product.is_active
+        or not product.merchant.is_selling
+        # Held by the prohibited-term screening (or under a held listing): not sellable.
+        or product.review_status != Product.ReviewStatus.PUBLISHED
+        or (
+            product.variant_of is not None
+            and product.variant_of.review_status != Product.ReviewStatus.PUBLISHED
+        )
+    ):
         raise ProductUnavailable(f"product {product.pk} is not on sale")
     errors: dict[str, list[str]] = {}
     if not (product.min_quantity <= quantity <= product.max_quantity):
@@ -143,44 +170,101 @@ def place_order(
     # The slow password hash runs before the transaction, never while holding key locks.
     password_hash = make_password(query_password) if query_password else ""
     expires_at = now + timedelta(minutes=settings.ORDER_TTL_MINUTES)
+    amount = (product.price * quantity).quantize(CENT)
+    buyer = risk_screening.Buyer(
+        ip=buyer_ip, email=email, device_id=device_id, user_agent=user_agent
+    )
+    # A cache read (fails open), so before the transaction, never while holding locks.
+    lookup_failures = risk_services.lookup_failures(ip=buyer_ip)
 
-    with transaction.atomic(durable=True):
-        order = Order.objects.create(
-            number=number,
-            merchant_id=product.merchant_id,
-            product=product,
-            quantity=quantity,
-            unit_price=product.price,
-            amount=(product.price * quantity).quantize(CENT),
-            currency=product.currency,
-            email=email,
-            token_nonce=nonce,
-            token_hash=tokens.hash_token(token),
-            query_password_hash=password_hash,
-            manual_inputs=cleaned_inputs,
-            language=language[:8],
-            buyer_ip=buyer_ip,
-            buyer_user_agent=user_agent[:300],
-            expires_at=expires_at,
-        )
-        if product.delivery_mode == Product.DeliveryMode.AUTO:
-            claimed = _claim_free_keys(
-                product_id=product.pk,
-                order_id=order.pk,
-                count=quantity,
-                reserved_until=expires_at,
+    try:
+        with transaction.atomic(durable=True):
+            screening = risk_services.screen_checkout(
+                merchant_id=product.merchant_id,
+                amount=amount,
+                currency=product.currency,
+                buyer=buyer,
+                captcha_passed=captcha_passed,
+                lookup_failure_count=lookup_failures,
                 now=now,
             )
-            if claimed < quantity:
-                raise OutOfStock(f"product {product.pk}: {claimed} of {quantity} free")
-        elif product.delivery_mode == Product.DeliveryMode.REUSABLE and not _reusable_has_capacity(
-            product=product, quantity=quantity
-        ):
-            raise OutOfStock(f"product {product.pk}: reusable key sold out")
-        OrderStatusChange.objects.create(
-            order=order, from_status="", to_status=order.status, source="checkout"
-        )
+            order = _create_order(
+                product=product,
+                quantity=quantity,
+                amount=amount,
+                number=number,
+                nonce=nonce,
+                token=token,
+                email=email,
+                password_hash=password_hash,
+                cleaned_inputs=cleaned_inputs,
+                language=language,
+                buyer_ip=buyer_ip,
+                user_agent=user_agent,
+                expires_at=expires_at,
+                now=now,
+            )
+            risk_services.record_screening(screening=screening, order=order, now=now)
+    except RiskRefused as exc:
+        risk_services.record_refusal(screening=exc.screening)
+        raise
     return PlacedOrder(order=order, token=token)
+
+
+def _create_order(
+    *,
+    product: Product,
+    quantity: int,
+    amount: Decimal,
+    number: str,
+    nonce: str,
+    token: str,
+    email: str,
+    password_hash: str,
+    cleaned_inputs: dict[str, str],
+    language: str,
+    buyer_ip: str | None,
+    user_agent: str,
+    expires_at: datetime,
+    now: datetime,
+) -> Order:
+    """Inside ``place_order``'s transaction: the order row, its reservation, its audit row."""
+    order = Order.objects.create(
+        number=number,
+        merchant_id=product.merchant_id,
+        product=product,
+        quantity=quantity,
+        unit_price=product.price,
+        amount=amount,
+        currency=product.currency,
+        email=email,
+        token_nonce=nonce,
+        token_hash=tokens.hash_token(token),
+        query_password_hash=password_hash,
+        manual_inputs=cleaned_inputs,
+        language=language[:8],
+        buyer_ip=buyer_ip,
+        buyer_user_agent=user_agent[:300],
+        expires_at=expires_at,
+    )
+    if product.delivery_mode == Product.DeliveryMode.AUTO:
+        claimed = _claim_free_keys(
+            product_id=product.pk,
+            order_id=order.pk,
+            count=quantity,
+            reserved_until=expires_at,
+            now=now,
+        )
+        if claimed < quantity:
+            raise OutOfStock(f"product {product.pk}: {claimed} of {quantity} free")
+    elif product.delivery_mode == Product.DeliveryMode.REUSABLE and not _reusable_has_capacity(
+        product=product, quantity=quantity
+    ):
+        raise OutOfStock(f"product {product.pk}: reusable key sold out")
+    OrderStatusChange.objects.create(
+        order=order, from_status="", to_status=order.status, source="checkout"
+    )
+    return order
 
 
 def _claim_free_keys(
@@ -211,7 +295,9 @@ def _reusable_has_capacity(*, product: Product, quantity: int) -> bool:
 
 
 # --- starting a payment -----------------------------------------------------------------------
-def start_payment(*, order: Order, gateway_name: str, base_url: str) -> PaymentAction:
+def start_payment(
+    *, order: Order, gateway_name: str, base_url: str, mobile: bool = False
+) -> PaymentAction:
     """Open a payment for a pending order at the chosen gateway. The payment row is committed
     first, then the gateway is called outside any lock. ``base_url`` is the site root the buyer
     and the gateway reach us at. Raises ``OrderNotPayable``, ``GatewayUnavailable``."""
@@ -231,11 +317,16 @@ def start_payment(*, order: Order, gateway_name: str, base_url: str) -> PaymentA
         Order.objects.filter(pk=order.pk).update(gateway=gateway.name)
     base_url = base_url.rstrip("/")
     token = tokens.derive_token(number=order.number, nonce=order.token_nonce)
-    return gateway.create_payment(
+    action = gateway.create_payment(
         payment=payment,
         return_url=base_url + reverse("orders:detail", args=[token]),
         callback_url=base_url + reverse("orders:callback", args=[gateway.name]),
+        mobile=mobile,
     )
+    if action.data:
+        payment.gateway_data = dict(action.data)
+        Payment.objects.filter(pk=payment.pk).update(gateway_data=payment.gateway_data)
+    return action
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +348,9 @@ def checkout(
     buyer_ip: str | None = None,
     user_agent: str = "",
     language: str = "en",
+    mobile: bool = False,
+    device_id: str = "",
+    captcha_passed: bool = False,
 ) -> CheckoutResult:
     """Place the order and open its payment: what the product page's Buy button does. The
     gateway is checked first, so a bad choice writes nothing. If opening the payment fails after
@@ -271,8 +365,24 @@ def checkout(
         buyer_ip=buyer_ip,
         user_agent=user_agent,
         language=language,
+        device_id=device_id,
+        captcha_passed=captcha_passed,
     )
-    action = start_payment(order=placed.order, gateway_name=gateway_name, base_url=base_url)
+    try:
+        action = start_payment(
+            order=placed.order, gateway_name=gateway_name, base_url=base_url, mobile=mobile
+        )
+    except (CardvaultError, httpx.HTTPError) as exc:
+        # The order and its reservation stand; its page offers to pay again.
+        logger.warning(
+            "could not open a payment at checkout",
+            extra={"order_id": placed.order.pk, "gateway": gateway_name, "error": type(exc)},
+        )
+        return CheckoutResult(
+            order=placed.order,
+            token=placed.token,
+            redirect_url=reverse("orders:detail", args=[placed.token]),
+        )
     return CheckoutResult(order=placed.order, token=placed.token, redirect_url=action.redirect_url)
 
 
@@ -281,26 +391,56 @@ def handle_callback(*, gateway_name: str, request: CallbackRequest) -> CallbackR
     """The one shape of webhook handling: verify → store the event under its unique id → act →
     record the notification and its outcome. Forged, stale, replayed or mismatched notifications
     change nothing but the notification log."""
-    from orders.exceptions import PaymentRejected
-
     gateway = get_gateway(gateway_name)
     body_text = request.body.decode("utf-8", errors="replace")[:10000]
+    verified: VerifiedEvent | None = None
     try:
         verified = gateway.verify_callback(request)
         event, duplicate = confirm_payment(gateway_name=gateway.name, verified=verified)
-    except PaymentRejected as exc:
+    except IgnoredNotification as exc:
         _log_notification(
-            gateway.name, request, body_text, PaymentNotification.Result.REJECTED, exc.code
+            gateway.name, request, body_text, PaymentNotification.Result.IGNORED, str(exc)[:300]
+        )
+        return gateway.reply_accepted()
+    except PaymentRejected as exc:
+        # Gateways that detect a mismatch themselves (a USDT underpayment) name the payment.
+        reference = (
+            verified.payment_reference
+            if verified is not None
+            else str(getattr(exc, "payment_reference", ""))
+        )
+        _log_notification(
+            gateway.name,
+            request,
+            body_text,
+            PaymentNotification.Result.REJECTED,
+            exc.code,
+            reference=reference,
         )
         logger.warning(
             "payment callback rejected", extra={"gateway": gateway.name, "code": exc.code}
         )
+        if isinstance(exc, AmountMismatch | CurrencyMismatch) and reference:
+            # Genuine but wrong: the buyer paid something else. Never deliver; a person decides.
+            flag_payment_order(reference=reference, reason=f"callback {exc.code}: {exc}")
         return gateway.reply_rejected(exc)
     result = (
         PaymentNotification.Result.DUPLICATE if duplicate else PaymentNotification.Result.ACCEPTED
     )
-    _log_notification(gateway.name, request, body_text, result, event.outcome, event=event)
+    _log_notification(
+        gateway.name,
+        request,
+        body_text,
+        result,
+        event.outcome,
+        event=event,
+        reference=verified.payment_reference,
+    )
     return gateway.reply_duplicate() if duplicate else gateway.reply_accepted()
+
+
+# Headers worth keeping to process a notification again; never cookies or authorization.
+_DROPPED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
 
 
 def _log_notification(
@@ -310,19 +450,29 @@ def _log_notification(
     result: str,
     detail: str,
     event: PaymentEvent | None = None,
+    reference: str = "",
 ) -> None:
     PaymentNotification.objects.create(
         gateway=gateway_name,
         remote_ip=request.remote_ip,
         method=request.method[:8],
         body=body_text,
+        headers={k: v for k, v in request.headers.items() if k.lower() not in _DROPPED_HEADERS},
+        query=dict(request.query),
+        payment_reference=reference[:40],
         result=result,
         detail=detail[:300],
         event=event,
     )
 
 
-def confirm_payment(*, gateway_name: str, verified: VerifiedEvent) -> tuple[PaymentEvent, bool]:
+def confirm_payment(
+    *,
+    gateway_name: str,
+    verified: VerifiedEvent,
+    actor: User | None = None,
+    note: str = "",
+) -> tuple[PaymentEvent, bool]:
     """Apply a verified gateway event at most once.
 
     Locks: the payment, then its order, then keys. Guarantees: the event row, the payment and
@@ -340,6 +490,10 @@ def confirm_payment(*, gateway_name: str, verified: VerifiedEvent) -> tuple[Paym
             gateway=gateway_name, event_id=verified.event_id
         ).first()
         if existing is not None:
+            if existing.payment_id != payment.pk:
+                # The same gateway event presented for another payment: a replay aimed at a
+                # different order, never a duplicate of this one.
+                raise TradeAlreadyBound(f"event {verified.event_id!r} belongs to another payment")
             return existing, True
         if verified.currency != payment.currency:
             raise CurrencyMismatch(f"payment {payment.pk}: currency {verified.currency!r}")
@@ -376,20 +530,55 @@ def confirm_payment(*, gateway_name: str, verified: VerifiedEvent) -> tuple[Paym
             ) from None
 
         order = lock_objects.lock_order(order_id=payment.order_id)
-        if Order.Status.PAID not in ORDER_TRANSITIONS[order.status]:
-            # Paid twice (another payment already paid it): recorded for staff to refund.
-            logger.warning("second payment for order", extra={"order_id": order.pk})
-            return _set_outcome(event, PaymentEvent.Outcome.ALREADY_PAID), False
+        # Explicit, not "paid is allowed from here": a held order goes back to paid only when
+        # staff release it, never because a second payment arrived.
+        if order.status not in _PAYABLE_STATUSES:
+            # Another payment already paid it, or it was refunded: never deliver over that.
+            # This money goes back automatically.
+            logger.warning(
+                "payment for an order already paid or closed", extra={"order_id": order.pk}
+            )
+            ledger_services.record_unallocated(
+                payment_id=payment.pk,
+                order_id=order.pk,
+                amount=payment.amount,
+                currency=payment.currency,
+            )
+            _refund_after_commit(payment=payment, kind="duplicate")
+            return _set_outcome(event, PaymentEvent.Outcome.DUPLICATE_PAYMENT), False
+        # After its deadline, even if the expiry job has not run yet.
+        late = (
+            order.status in (Order.Status.EXPIRED, Order.Status.CANCELLED)
+            or order.expires_at <= now
+        )
         order.paid_at = now
         transition_order(
             order=order,
             to_status=Order.Status.PAID,
-            source=f"gateway:{gateway_name}",
-            note=f"event {verified.event_id}",
+            source=f"gateway:{gateway_name}" if actor is None else "staff",
+            actor=actor,
+            note=note or f"event {verified.event_id}",
             extra_fields=("paid_at",),
         )
-        outcome = _fulfil(order=order, now=now)
+        ledger_services.record_sale(
+            order_id=order.pk,
+            merchant=order.merchant,
+            amount=payment.amount,
+            currency=payment.currency,
+        )
+        review = risk_services.screen_payment(order=order, now=now)
+        if review.outcome == RiskDecision.Outcome.HOLD:
+            outcome = _hold_for_review(order=order, now=now, reason=review.reason)
+        else:
+            outcome = _fulfil(order=order, now=now)
+        if late and outcome == PaymentEvent.Outcome.UNFULFILLED:
+            # Paid after it lapsed and the stock is gone: refund rather than keep the buyer
+            # waiting for a restock they never agreed to.
+            _refund_after_commit(payment=payment, kind="late")
         return _set_outcome(event, outcome), False
+
+
+_PAYABLE_STATUSES = frozenset({Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.CANCELLED})
 
 
 def _set_outcome(event: PaymentEvent, outcome: str) -> PaymentEvent:
@@ -494,6 +683,59 @@ def retry_fulfilment(*, order_id: int, actor: User | None = None) -> Order:
     return order
 
 
+# --- risk holds -----------------------------------------------------------------------------------
+def _hold_for_review(*, order: Order, now: datetime, reason: str) -> str:
+    """Inside ``confirm_payment``'s transaction, instead of ``_fulfil``: a paid order the risk
+    rules want a person to look at. Delivers nothing; an auto order keeps its keys (claiming any
+    it lost after a late payment) without expiry, so they neither lapse nor go to another buyer
+    while staff decide. Returns the payment-event outcome."""
+    transition_order(
+        order=order, to_status=Order.Status.HELD, source="risk", note=reason or "risk review"
+    )
+    if order.product.delivery_mode == Product.DeliveryMode.AUTO:
+        held = lock_objects.lock_keys_held_by_order(order_id=order.pk)
+        if len(held) < order.quantity:
+            _claim_free_keys(
+                product_id=order.product_id,
+                order_id=order.pk,
+                count=order.quantity - len(held),
+                reserved_until=None,
+                now=now,
+            )
+        CardKey.objects.filter(order_id=order.pk, status=CardKey.Status.RESERVED).update(
+            reserved_until=None
+        )
+    order.needs_attention = f"held for risk review: {reason}"[:300]
+    order.save(update_fields=["needs_attention"])
+    logger.warning("paid order held for risk review", extra={"order_id": order.pk})
+    return PaymentEvent.Outcome.HELD
+
+
+def release_held_order(*, order_id: int, actor: User | None, note: str = "") -> Order:
+    """Staff cleared a held order: back to paid, then the same fulfilment a callback runs
+    (delivered, unfulfilled when stock is short, or waiting for the merchant's manual delivery).
+    One transaction. Raises ``NotHeld`` (nothing changes then)."""
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        order = lock_objects.lock_order(order_id=order_id)
+        if order.status != Order.Status.HELD:
+            raise NotHeld(f"order {order.pk} is {order.status}")
+        transition_order(
+            order=order,
+            to_status=Order.Status.PAID,
+            source="risk:release",
+            actor=actor,
+            note=note or "released after risk review",
+        )
+        order.needs_attention = ""
+        order.save(update_fields=["needs_attention"])
+        outcome = _fulfil(order=order, now=now)
+        if outcome == PaymentEvent.Outcome.UNFULFILLED:
+            order.needs_attention = "released after review, but not enough stock"
+            order.save(update_fields=["needs_attention"])
+    return order
+
+
 # --- manual delivery -----------------------------------------------------------------------------
 def deliver_manually(*, order: Order, content: str, actor: User) -> Order:
     """The merchant types in the goods for a paid manual-delivery order. The content is sealed
@@ -539,17 +781,62 @@ def record_keys_viewed(*, order: Order, ip: str | None, user_agent: str) -> None
     nothing. A conditional update, so concurrent first views record exactly one."""
     if order.keys_first_viewed_at is not None:
         return
-    Order.objects.filter(pk=order.pk, keys_first_viewed_at__isnull=True).update(
+    # An anonymised order records no new address (orders.privacy).
+    Order.objects.filter(
+        pk=order.pk, keys_first_viewed_at__isnull=True, anonymised_at__isnull=True
+    ).update(
         keys_first_viewed_at=timezone.now(),
         keys_first_viewed_ip=ip,
         keys_first_viewed_user_agent=user_agent[:300],
     )
 
 
-def mark_receipt_sent(*, order_id: int) -> None:
-    Order.objects.filter(pk=order_id, receipt_sent_at__isnull=True).update(
-        receipt_sent_at=timezone.now()
+RECEIPT_LEASE = timedelta(minutes=10)
+
+
+def claim_receipt(*, order_id: int, now: datetime | None = None) -> bool:
+    """Take the lease on an order's receipt; False if it was sent, or another sender holds a
+    fresh lease. A sender killed mid-send leaves a lease that goes stale after
+    ``RECEIPT_LEASE`` (then the repair job sends it)."""
+    now = now or timezone.now()
+    return bool(
+        Order.objects.filter(pk=order_id, receipt_sent_at__isnull=True)
+        .filter(Q(receipt_claimed_at__isnull=True) | Q(receipt_claimed_at__lt=now - RECEIPT_LEASE))
+        .update(receipt_claimed_at=now)
     )
+
+
+def mark_receipt_sent(*, order_id: int) -> None:
+    Order.objects.filter(pk=order_id).update(receipt_sent_at=timezone.now())
+
+
+def release_receipt_claim(*, order_id: int) -> None:
+    Order.objects.filter(pk=order_id, receipt_sent_at__isnull=True).update(receipt_claimed_at=None)
+
+
+def claim_merchant_notice(*, order_id: int) -> bool:
+    return bool(
+        Order.objects.filter(pk=order_id, merchant_notified_at__isnull=True).update(
+            merchant_notified_at=timezone.now()
+        )
+    )
+
+
+def release_merchant_notice_claim(*, order_id: int) -> None:
+    Order.objects.filter(pk=order_id).update(merchant_notified_at=None)
+
+
+# --- cancelling ---------------------------------------------------------------------------------
+def cancel_order(*, order_id: int, source: str, actor: User | None = None) -> Order:
+    """Cancel an unpaid order and release its reservation. A payment that still arrives later
+    takes the late-payment path. Raises ``IllegalTransition``."""
+    with transaction.atomic(durable=True):
+        order = lock_objects.lock_order(order_id=order_id)
+        transition_order(order=order, to_status=Order.Status.CANCELLED, source=source, actor=actor)
+        CardKey.objects.filter(order_id=order.pk, status=CardKey.Status.RESERVED).update(
+            status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
+        )
+    return order
 
 
 # --- expiry -------------------------------------------------------------------------------------
@@ -582,3 +869,461 @@ def _expire_one(*, order_id: int, now: datetime) -> int:
             status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
         )
         return 1
+
+
+# --- flags ----------------------------------------------------------------------------------------
+def flag_order(*, order_id: int, reason: str) -> None:
+    """Put an order in front of staff (the admin's "needs attention" filter)."""
+    Order.objects.filter(pk=order_id).update(needs_attention=reason[:300])
+
+
+def flag_payment_order(*, reference: str, reason: str) -> None:
+    payment = Payment.objects.filter(reference=reference).only("order_id").first()
+    if payment is not None:
+        flag_order(order_id=payment.order_id, reason=reason)
+
+
+def clear_flag(*, order_id: int) -> None:
+    Order.objects.filter(pk=order_id).update(needs_attention="")
+
+
+# --- refunds ------------------------------------------------------------------------------------
+_OPEN_REFUND_STATES = (Refund.Status.PENDING, Refund.Status.SUCCEEDED, Refund.Status.MANUAL)
+
+
+def _refund_after_commit(*, payment: Payment, kind: str) -> None:
+    transaction.on_commit(
+        partial(
+            tasks.refund_payment_task.delay,
+            payment_id=payment.pk,
+            request_id=f"auto:{kind}:{payment.reference}",
+            reason=kind,
+        )
+    )
+
+
+def refundable_amount(*, payment: Payment) -> Decimal:
+    already = sum(
+        (r.amount for r in payment.refunds.filter(status__in=_OPEN_REFUND_STATES)), Decimal(0)
+    )
+    return payment.amount - already
+
+
+def _paying_payment_id(order: Order) -> int | None:
+    """The payment that paid the order (its first successful one that was not refunded as a
+    duplicate)."""
+    event = (
+        PaymentEvent.objects.filter(payment__order=order, kind=PaymentEvent.Kind.PAID)
+        .exclude(outcome=PaymentEvent.Outcome.DUPLICATE_PAYMENT)
+        .exclude(outcome=PaymentEvent.Outcome.ALREADY_PAID)
+        .order_by("id")
+        .first()
+    )
+    return event.payment_id if event is not None else None
+
+
+def request_refund(
+    *,
+    request_id: str,
+    order_id: int,
+    reason: str,
+    source: str,
+    amount: Decimal | None = None,
+    payment_id: int | None = None,
+    actor: User | None = None,
+    funded_by_platform: bool = False,
+) -> Refund:
+    """The one refund service (staff, disputes, automatic cases). Idempotent: a second call with
+    the same ``request_id`` returns the first refund (retrying it at the gateway if it failed).
+    Full (``amount=None``) or partial; never more than what the payment took, counting every
+    earlier refund. Through the gateway where it supports refunds, else recorded as a manual
+    refund for staff to pay out. Raises ``RefundNotAllowed``."""
+    existing = Refund.objects.filter(request_id=request_id).first()
+    if existing is not None:
+        if existing.status == Refund.Status.FAILED:
+            _execute_refund(refund_id=existing.pk)
+            existing.refresh_from_db()
+        return existing
+
+    with transaction.atomic(durable=True):
+        order = lock_objects.lock_order(order_id=order_id)
+        existing = Refund.objects.filter(request_id=request_id).first()
+        if existing is not None:
+            return existing
+        payment_id = payment_id or _paying_payment_id(order)
+        payment = (
+            Payment.objects.filter(pk=payment_id, order=order, status=Payment.Status.SUCCEEDED)
+            .select_for_update(of=("self",))
+            .first()
+            if payment_id is not None
+            else None
+        )
+        if payment is None:
+            raise RefundNotAllowed(f"order {order.pk} has no successful payment to refund")
+        left = refundable_amount(payment=payment)
+        amount = left if amount is None else amount
+        if amount <= 0 or amount > left:
+            raise RefundNotAllowed(f"refund {amount} exceeds the {left} left on {payment.pk}")
+        gateway = build_gateway(payment.gateway)
+        through_gateway = gateway is not None and gateway.supports_refund and gateway.is_enabled()
+        refund = Refund.objects.create(
+            request_id=request_id,
+            order=order,
+            payment=payment,
+            amount=amount,
+            currency=payment.currency,
+            status=Refund.Status.PENDING if through_gateway else Refund.Status.MANUAL,
+            reason=reason[:300],
+            source=source[:40],
+            requested_by=actor if actor is not None and actor.is_authenticated else None,
+            funded_by_platform=funded_by_platform,
+        )
+        if not through_gateway:
+            _apply_refund(order=order, refund=refund, actor=actor)
+    if through_gateway:
+        _execute_refund(refund_id=refund.pk)
+        refund.refresh_from_db()
+    return refund
+
+
+def _execute_refund(*, refund_id: int) -> None:
+    """Ask the gateway for a pending (or failed) refund, outside any lock; the gateway dedupes
+    on our request id, so a repeat after a crash refunds once."""
+    refund = Refund.objects.select_related("payment").get(pk=refund_id)
+    gateway = build_gateway(refund.payment.gateway)
+    try:
+        if gateway is None or not gateway.is_enabled():
+            raise GatewayUnavailable(f"gateway {refund.payment.gateway!r} is not available")
+        result = gateway.refund(
+            payment=refund.payment, amount=refund.amount, reason=refund.request_id
+        )
+    except Exception as exc:  # any failure: recorded, flagged, retried by the repair job
+        logger.warning(
+            "refund failed at the gateway",
+            extra={"refund_id": refund.pk, "error": type(exc).__name__},
+        )
+        with transaction.atomic(durable=True):
+            Refund.objects.filter(pk=refund.pk, status__in=["pending", "failed"]).update(
+                status=Refund.Status.FAILED, failure=f"{type(exc).__name__}"[:300]
+            )
+            flag_order(order_id=refund.order_id, reason=f"refund {refund.request_id} failed")
+        return
+    with transaction.atomic(durable=True):
+        order = lock_objects.lock_order(order_id=refund.order_id)
+        locked = Refund.objects.select_for_update().get(pk=refund.pk)
+        if locked.status not in (Refund.Status.PENDING, Refund.Status.FAILED):
+            return
+        if not result.succeeded:
+            locked.status = Refund.Status.FAILED
+            locked.failure = "the gateway declined the refund"
+            locked.save(update_fields=["status", "failure"])
+            flag_order(order_id=order.pk, reason=f"refund {locked.request_id} declined")
+            return
+        locked.status = Refund.Status.SUCCEEDED
+        locked.gateway_refund_id = result.refund_id[:128]
+        locked.completed_at = timezone.now()
+        locked.failure = ""
+        locked.save(update_fields=["status", "gateway_refund_id", "completed_at", "failure"])
+        _apply_refund(order=order, refund=locked, actor=locked.requested_by)
+
+
+def _apply_refund(*, order: Order, refund: Refund, actor: User | None) -> None:
+    """Inside the caller's transaction, with the order locked: move the order to (partially)
+    refunded when this refund is for the payment that paid it, release stock an undelivered
+    order still holds, post it to the ledger, and tell the buyer after commit."""
+    of_sale = refund.payment_id == _paying_payment_id(order)
+    ledger_services.record_refund(
+        refund_id=refund.pk,
+        order_id=order.pk,
+        merchant=order.merchant,
+        amount=refund.amount,
+        currency=refund.currency,
+        of_sale=of_sale,
+        funded_by_platform=refund.funded_by_platform,
+        actor=actor,
+    )
+    if of_sale:
+        refunded = sum(
+            (
+                r.amount
+                for r in Refund.objects.filter(
+                    payment_id=refund.payment_id, status__in=_OPEN_REFUND_STATES
+                )
+            ),
+            Decimal(0),
+        )
+        target = (
+            Order.Status.REFUNDED if refunded >= order.amount else Order.Status.PARTIALLY_REFUNDED
+        )
+        if target in ORDER_TRANSITIONS.get(order.status, frozenset()) and target != order.status:
+            undelivered = order.status != Order.Status.DELIVERED and not order.deliveries.exists()
+            transition_order(
+                order=order,
+                to_status=target,
+                source=f"refund:{refund.source}",
+                actor=actor,
+                note=refund.reason,
+            )
+            if undelivered and target == Order.Status.REFUNDED:
+                CardKey.objects.filter(order=order, status=CardKey.Status.RESERVED).update(
+                    status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
+                )
+    transaction.on_commit(partial(tasks.send_refund_notice_task.delay, refund_id=refund.pk))
+
+
+def record_manual_payout(*, refund_id: int, reference: str, actor: User) -> Refund:
+    """Staff paid a manual refund out by hand; record how."""
+    with transaction.atomic(durable=True):
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status != Refund.Status.MANUAL:
+            raise RefundNotAllowed(f"refund {refund.pk} is {refund.status}")
+        refund.paid_out_reference = reference[:128]
+        refund.completed_at = timezone.now()
+        refund.save(update_fields=["paid_out_reference", "completed_at"])
+    return refund
+
+
+# --- staff: marking paid by hand, processing a notification again --------------------------------
+def mark_paid_manually(
+    *, order_id: int, gateway_name: str, gateway_trade_id: str, reason: str, actor: User
+) -> PaymentEvent:
+    """Staff saw the money at the gateway but no notification came. The same path as a
+    callback (``confirm_payment``), under an event id derived from the gateway's transaction id,
+    so a later real notification for it changes nothing. Raises ``InvalidOrderInput``,
+    ``PaymentRejected`` subclasses."""
+    reason = reason.strip()
+    gateway_trade_id = gateway_trade_id.strip()
+    errors: dict[str, list[str]] = {}
+    if not reason:
+        errors["reason"] = [_("Give a reason.")]
+    if not gateway_trade_id:
+        errors["gateway_trade_id"] = [_("Give the gateway's transaction id.")]
+    if errors:
+        raise InvalidOrderInput("manual payment needs a reason and a transaction id", errors=errors)
+    order = Order.objects.get(pk=order_id)
+    event_id = f"manual:{gateway_trade_id}"[:128]
+    already = PaymentEvent.objects.filter(gateway=gateway_name, event_id=event_id).first()
+    if already is not None:
+        if already.payment.order_id != order.pk:
+            raise TradeAlreadyBound(f"{gateway_trade_id!r} already paid another order")
+        return already  # marked before: nothing more to do
+    payment = (
+        Payment.objects.filter(order=order, gateway=gateway_name)
+        .exclude(status=Payment.Status.SUCCEEDED)
+        .order_by("-created_at")
+        .first()
+    )
+    if payment is None:
+        with transaction.atomic(durable=True):
+            payment = Payment.objects.create(
+                reference=tokens.new_payment_reference(),
+                order=order,
+                gateway=gateway_name,
+                amount=order.amount,
+                currency=order.currency,
+            )
+    verified = VerifiedEvent(
+        event_id=event_id,
+        kind="paid",
+        payment_reference=payment.reference,
+        amount=payment.amount,
+        currency=payment.currency,
+        gateway_trade_id=gateway_trade_id[:128],
+    )
+    event, _duplicate = confirm_payment(
+        gateway_name=gateway_name,
+        verified=verified,
+        actor=actor,
+        note=f"marked paid by hand: {reason}",
+    )
+    return event
+
+
+def reprocess_notification(*, notification_id: int) -> CallbackReply:
+    """Run a stored notification through verification and processing again (after fixing a
+    gateway's configuration, say). Logs a new notification; changes nothing if it was already
+    processed."""
+    stored = PaymentNotification.objects.get(pk=notification_id)
+    form: dict[str, str] = {}
+    content_type = {k.lower(): v for k, v in stored.headers.items()}.get("content-type", "")
+    if "application/x-www-form-urlencoded" in content_type:
+        from urllib.parse import parse_qsl
+
+        form = dict(parse_qsl(stored.body, keep_blank_values=True))
+    request = CallbackRequest(
+        method=stored.method,
+        body=stored.body.encode(),
+        headers=stored.headers,
+        query=stored.query,
+        form=form,
+        remote_ip=stored.remote_ip,
+    )
+    return handle_callback(gateway_name=stored.gateway, request=request)
+
+
+# --- never lose a paid order: the beat jobs -------------------------------------------------------
+RECONCILE_MIN_AGE = timedelta(minutes=1)
+RECONCILE_MAX_AGE = timedelta(hours=48)
+RECONCILE_INTERVAL = timedelta(minutes=1)
+
+
+def reconcile_pending_payments(*, now: datetime | None = None) -> int:
+    """Ask gateways about payments still open after a minute; a paid one goes through
+    ``confirm_payment`` like a callback. Safe to run twice at once: each payment is claimed by a
+    conditional update of ``last_queried_at``, and events are applied at most once."""
+    now = now or timezone.now()
+    candidates = list(
+        Payment.objects.filter(
+            status=Payment.Status.CREATED,
+            created_at__lt=now - RECONCILE_MIN_AGE,
+            created_at__gt=now - RECONCILE_MAX_AGE,
+            order__status__in=[Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.CANCELLED],
+        )
+        .filter(Q(last_queried_at__isnull=True) | Q(last_queried_at__lt=now - RECONCILE_INTERVAL))
+        .values_list("id", "gateway", "last_queried_at")[:500]
+    )
+    confirmed = 0
+    for payment_id, gateway_name, last_queried in candidates:
+        claimed = Payment.objects.filter(pk=payment_id, last_queried_at=last_queried).update(
+            last_queried_at=now
+        )
+        if not claimed:
+            continue  # another reconcile run took it
+        gateway = build_gateway(gateway_name)
+        if gateway is None or not gateway.is_enabled():
+            continue
+        payment = Payment.objects.get(pk=payment_id)
+        try:
+            verified = gateway.query_payment(payment=payment)
+        except Exception as exc:  # a gateway outage must not stop the others
+            logger.warning(
+                "payment query failed",
+                extra={"payment_id": payment_id, "error": type(exc).__name__},
+            )
+            continue
+        if verified is None or verified.payment_reference != payment.reference:
+            continue
+        try:
+            _event, duplicate = confirm_payment(gateway_name=gateway_name, verified=verified)
+        except (AmountMismatch, CurrencyMismatch) as exc:
+            flag_order(order_id=payment.order_id, reason=f"query {exc.code}")
+            continue
+        except PaymentRejected:
+            continue
+        confirmed += 0 if duplicate else 1
+    return confirmed
+
+
+def repair_paid_orders(*, now: datetime | None = None) -> int:
+    """Paid but not delivered: deliver what stock allows now (each order in its own
+    transaction, all or nothing), flag what still cannot be delivered, and re-send lost
+    receipts and merchant notices; retry refunds a crash left pending. Idempotent."""
+    now = now or timezone.now()
+    repaired = 0
+    settle = now - timedelta(minutes=2)
+    stuck = Order.objects.filter(
+        status__in=[Order.Status.PAID, Order.Status.UNFULFILLED],
+        paid_at__lt=settle,
+        product__delivery_mode__in=[Product.DeliveryMode.AUTO, Product.DeliveryMode.REUSABLE],
+    ).values_list("id", flat=True)
+    for order_id in list(stuck[:500]):
+        with transaction.atomic(durable=True):
+            order = lock_objects.lock_order(order_id=order_id)
+            if order.status not in (Order.Status.PAID, Order.Status.UNFULFILLED):
+                continue
+            if order.status == Order.Status.PAID:
+                outcome = _fulfil(order=order, now=now)
+                delivered = outcome == PaymentEvent.Outcome.DELIVERED
+            elif order.product.delivery_mode == Product.DeliveryMode.AUTO and (
+                _deliver_from_stock(order=order, now=now)
+            ):
+                _mark_delivered(order=order, now=now)
+                delivered = True
+            else:
+                delivered = False
+            if delivered:
+                order.needs_attention = ""
+                order.save(update_fields=["needs_attention"])
+                repaired += 1
+            elif not order.needs_attention:
+                order.needs_attention = "paid, not delivered: not enough stock"
+                order.save(update_fields=["needs_attention"])
+    for order_id in (
+        Order.objects.filter(
+            status=Order.Status.DELIVERED, receipt_sent_at__isnull=True, delivered_at__lt=settle
+        )
+        .filter(Q(receipt_claimed_at__isnull=True) | Q(receipt_claimed_at__lt=now - RECEIPT_LEASE))
+        .values_list("id", flat=True)[:500]
+    ):
+        tasks.send_order_receipt_task.delay(order_id=order_id)
+    for order_id in Order.objects.filter(
+        status=Order.Status.PAID,
+        product__delivery_mode=Product.DeliveryMode.MANUAL,
+        merchant_notified_at__isnull=True,
+        paid_at__lt=settle,
+    ).values_list("id", flat=True)[:500]:
+        tasks.notify_merchant_order_paid_task.delay(order_id=order_id)
+    for refund_id in Refund.objects.filter(
+        status=Refund.Status.PENDING, created_at__lt=now - timedelta(minutes=5)
+    ).values_list("id", flat=True)[:100]:
+        _execute_refund(refund_id=refund_id)
+    return repaired
+
+
+FAILING_WINDOW = timedelta(minutes=15)
+FAILING_MIN_REJECTED = 5
+SILENT_WINDOW = timedelta(hours=2)
+SILENT_MIN_PAYMENTS = 3
+ALERT_QUIET_PERIOD = timedelta(hours=1)
+_VERIFICATION_FAILURES = ("invalid_signature", "stale_timestamp", "malformed", "unconfirmed")
+
+
+def check_gateway_health(*, now: datetime | None = None) -> list[GatewayAlert]:
+    """Alert staff by email when a gateway's callbacks start failing verification (a rotated
+    key, an attack) or stop arriving while buyers are paying (a changed notify URL, an outage).
+    One alert per gateway and kind per hour."""
+    now = now or timezone.now()
+    alerts: list[GatewayAlert] = []
+    for name in GatewayConfig.objects.filter(enabled=True).values_list("gateway", flat=True):
+        recent = PaymentNotification.objects.filter(
+            gateway=name, received_at__gte=now - FAILING_WINDOW
+        )
+        failing = recent.filter(
+            result=PaymentNotification.Result.REJECTED, detail__in=_VERIFICATION_FAILURES
+        ).count()
+        if failing >= FAILING_MIN_REJECTED and failing * 2 >= recent.count():
+            alerts += _alert(
+                name,
+                GatewayAlert.Kind.FAILING,
+                f"{failing} of {recent.count()} callbacks failed verification in 15 minutes",
+                now,
+            )
+        opened = Payment.objects.filter(
+            gateway=name,
+            created_at__gte=now - SILENT_WINDOW,
+            created_at__lt=now - timedelta(minutes=10),
+        ).count()
+        heard = PaymentNotification.objects.filter(
+            gateway=name, received_at__gte=now - SILENT_WINDOW
+        ).exists()
+        if opened >= SILENT_MIN_PAYMENTS and not heard:
+            alerts += _alert(
+                name,
+                GatewayAlert.Kind.SILENT,
+                f"no callback in 2 hours while {opened} payments were opened",
+                now,
+            )
+    return alerts
+
+
+def _alert(name: str, kind: str, detail: str, now: datetime) -> list[GatewayAlert]:
+    with transaction.atomic(durable=True):
+        # One alert per gateway and kind per quiet period, even with two checkers running.
+        GatewayConfig.objects.select_for_update().filter(gateway=name).first()
+        if GatewayAlert.objects.filter(
+            gateway=name, kind=kind, created_at__gte=now - ALERT_QUIET_PERIOD
+        ).exists():
+            return []
+        alert = GatewayAlert.objects.create(gateway=name, kind=kind, detail=detail[:300])
+        transaction.on_commit(partial(tasks.send_gateway_alert_task.delay, alert_id=alert.pk))
+    return [alert]

@@ -14,7 +14,12 @@ def _key(ip: str | None) -> str:
 
 
 def lookup_blocked(ip: str | None) -> bool:
-    return int(cache.get(_key(ip), 0)) >= LOOKUP_FAILURES_ALLOWED
+    return lookup_failure_count(ip) >= LOOKUP_FAILURES_ALLOWED
+
+
+def lookup_failure_count(ip: str | None) -> int:
+    """Failed look-ups from this IP in the current window (also a risk signal at checkout)."""
+    return int(cache.get(_key(ip), 0))
 
 
 def record_lookup_failure(ip: str | None) -> None:

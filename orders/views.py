@@ -1,3 +1,4 @@
+import segno
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -7,27 +8,34 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from orders import selectors, services, throttle
+from orders import privacy, selectors, services, throttle
 from orders.exceptions import GatewayUnavailable
 from orders.forms import OrderLookupForm, PayForm
 from orders.gateways.base import CallbackRequest
 from orders.gateways.registry import available_gateways
 from orders.gateways.sandbox import SandboxGateway
 from orders.models import Order
+from security.ratelimit import rate_limit
+from shop.client_ip import client_ip, is_mobile
 from shop.exceptions import CardvaultError
 
+_REFUNDABLE = frozenset(
+    {
+        Order.Status.PAID,
+        Order.Status.UNFULFILLED,
+        Order.Status.DELIVERED,
+        Order.Status.REFUNDED,
+        Order.Status.PARTIALLY_REFUNDED,
+    }
+)
 SESSION_GRANTS = "order_lookup_grants"
 MAX_GRANTS = 20
 REFRESH_SECONDS: dict[str, int] = {Order.Status.PENDING: 3, Order.Status.PAID: 10}
 
 
-def _client_ip(request: HttpRequest) -> str | None:
-    return request.META.get("REMOTE_ADDR")
-
-
 def _gateway_choices(order: Order) -> list[tuple[str, str]]:
     return [
-        (gateway.name, str(gateway.display_name))
+        (gateway.name, gateway.label)
         for gateway in available_gateways(amount=order.amount, currency=order.currency)
     ]
 
@@ -38,12 +46,14 @@ def _render_order(request: HttpRequest, order: Order, *, token: str | None) -> H
         keys = selectors.delivered_keys(order=order)
         services.record_keys_viewed(
             order=order,
-            ip=_client_ip(request),
+            ip=client_ip(request),
             user_agent=request.headers.get("User-Agent", ""),
         )
     pay_form = None
     if order.status == Order.Status.PENDING and token is not None:
         pay_form = PayForm(gateways=_gateway_choices(order))
+    payment = selectors.latest_payment(order=order)
+    refunds = selectors.refunds_for_order(order=order) if order.status in _REFUNDABLE else []
     response = render(
         request,
         "orders/detail.html",
@@ -53,6 +63,14 @@ def _render_order(request: HttpRequest, order: Order, *, token: str | None) -> H
             "token": token,
             "pay_form": pay_form,
             "refresh_seconds": REFRESH_SECONDS.get(order.status),
+            "payment": payment,
+            "payment_label": selectors.gateway_label(payment.gateway)
+            if payment is not None
+            else "",
+            "refunds": refunds,
+            "dispute_window_days": privacy.dispute_window_days(),
+            "can_request_anonymisation": order.anonymised_at is None
+            and order.status in privacy.CLOSED_STATUSES,
         },
     )
     response["Cache-Control"] = "no-store"
@@ -77,12 +95,38 @@ def order_keys_download(request: HttpRequest, token: str) -> HttpResponse:
         raise Http404
     keys = selectors.delivered_keys(order=order)
     services.record_keys_viewed(
-        order=order, ip=_client_ip(request), user_agent=request.headers.get("User-Agent", "")
+        order=order, ip=client_ip(request), user_agent=request.headers.get("User-Agent", "")
     )
     body = "\n".join(key.text for key in keys) + "\n"
     response = HttpResponse(body, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="order-{order.number}.txt"'
     response["Cache-Control"] = "no-store"
+    return response
+
+
+@never_cache
+def hosted_pay(request: HttpRequest, token: str, reference: str) -> HttpResponse:
+    """Our own pay page for gateways the buyer pays by scanning or sending to an address
+    (WeChat Native, USDT): QR code and exact amount, refreshing until the order is paid."""
+    order = selectors.get_order_by_token(token=token)
+    if order is None:
+        raise Http404
+    payment = order.payments.filter(reference=reference).first()
+    if payment is None:
+        raise Http404
+    if order.status != Order.Status.PENDING or payment.status != payment.Status.CREATED:
+        return redirect("orders:detail", token=token)
+    data = payment.gateway_data
+    qr_svg = ""
+    if data.get("qr"):
+        qr_svg = segno.make(data["qr"], error="m").svg_inline(scale=5, border=2)
+    templates = [f"orders/pay/{payment.gateway}.html", "orders/pay/generic.html"]
+    response = render(
+        request,
+        templates,
+        {"order": order, "payment": payment, "data": data, "qr_svg": qr_svg, "token": token},
+    )
+    response["Refresh"] = "3"
     return response
 
 
@@ -98,6 +142,7 @@ def order_pay(request: HttpRequest, token: str) -> HttpResponse:
                 order=order,
                 gateway_name=form.cleaned_data["gateway"],
                 base_url=request.build_absolute_uri("/"),
+                mobile=is_mobile(request),
             )
         except CardvaultError as exc:
             from django.contrib import messages
@@ -109,9 +154,10 @@ def order_pay(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @never_cache
+@rate_limit(group="lookup", rate_setting="RATE_LIMIT_LOOKUP")
 def order_lookup(request: HttpRequest) -> HttpResponse:
     form = OrderLookupForm(request.POST or None)
-    ip = _client_ip(request)
+    ip = client_ip(request)
     if request.method == "POST" and form.is_valid():
         if throttle.lookup_blocked(ip):
             form.add_error(None, _("Too many failed lookups. Please wait 15 minutes."))
@@ -161,7 +207,7 @@ def payment_callback(request: HttpRequest, gateway: str) -> HttpResponse:
         headers=dict(request.headers),
         query=request.GET.dict(),
         form=form,
-        remote_ip=_client_ip(request),
+        remote_ip=client_ip(request),
     )
     try:
         reply = services.handle_callback(gateway_name=gateway, request=callback)

@@ -2,15 +2,20 @@
 
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from shop import selectors
+from shop import selectors, services
 from shop.admin_views import import_keys_view
-from shop.models import CardKey, Category, ImportBatch, Product
+from shop.exceptions import CardvaultError
+from shop.models import CardKey, Category, ImportBatch, Product, ProhibitedTerm
 
 
 @admin.register(Category)
@@ -29,13 +34,61 @@ class ProductAdmin(admin.ModelAdmin):
         "currency",
         "delivery_mode",
         "is_active",
+        "review_status",
+        "review_term",
         "stock",
     )
-    list_filter = ("is_active", "delivery_mode", ("merchant", admin.RelatedOnlyFieldListFilter))
+    list_filter = (
+        "review_status",
+        "is_active",
+        "delivery_mode",
+        ("merchant", admin.RelatedOnlyFieldListFilter),
+    )
     search_fields = ("title", "slug", "merchant__name")
     list_select_related = ("merchant",)
     raw_id_fields = ("merchant", "category", "variant_of")
+    readonly_fields = ("review_status", "review_term", "review_note", "reviewed_at")
     change_form_template = "admin/shop/product_change_form.html"
+    actions = ["release_products", "reject_products"]
+
+    @admin.action(description=_("Release selected held products (publish them)"))
+    def release_products(self, request: HttpRequest, queryset: QuerySet[Product]) -> None:
+        released = 0
+        for product in queryset.exclude(review_status=Product.ReviewStatus.PUBLISHED):
+            try:
+                services.release_product(product_id=product.pk)
+            except CardvaultError as exc:
+                self.message_user(request, f"{product}: {exc.user_message}", messages.WARNING)
+            else:
+                released += 1
+        self.message_user(request, gettext("%(n)d products released.") % {"n": released})
+
+    @admin.action(description=_("Reject selected held products…"))
+    def reject_products(
+        self, request: HttpRequest, queryset: QuerySet[Product]
+    ) -> HttpResponse | None:
+        """Asks for the reason on an intermediate page, then rejects."""
+        reason = request.POST.get("reason", "").strip()
+        if "apply" in request.POST and reason:
+            rejected = 0
+            for product in queryset.filter(review_status=Product.ReviewStatus.HELD):
+                try:
+                    services.reject_product(product_id=product.pk, reason=reason)
+                except CardvaultError as exc:
+                    self.message_user(request, f"{product}: {exc.user_message}", messages.WARNING)
+                else:
+                    rejected += 1
+            self.message_user(request, gettext("%(n)d products rejected.") % {"n": rejected})
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": gettext("Reject held products"),
+            "products": queryset,
+            "missing_reason": "apply" in request.POST,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "admin/shop/reject_products.html", context)
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return selectors.with_stock(super().get_queryset(request))
@@ -117,3 +170,13 @@ class ImportBatchAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
+
+
+@admin.register(ProhibitedTerm)
+class ProhibitedTermAdmin(admin.ModelAdmin):
+    """Words staff do not allow in product texts; a product using one is held for review when
+    the merchant saves it."""
+
+    list_display = ("term", "is_active", "note", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("term", "note")

@@ -13,7 +13,7 @@ from django.utils.translation import gettext as _
 from shop import selectors, services
 from shop.admin_forms import ImportKeysForm
 from shop.exceptions import CardvaultError
-from shop.models import ImportBatch, Product
+from shop.models import CardKey, ImportBatch, Product
 
 
 def import_keys_view(
@@ -58,14 +58,19 @@ def import_keys_view(
                     f"{model_admin.admin_site.name}:{info[0]}_{info[1]}_change", args=[product.pk]
                 )
             )
+    stock = selectors.stock_summary(product=product)
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
         "original": product,
         "title": _("Import keys into %(product)s") % {"product": product},
         "form": form,
-        "stock": selectors.stock_summary(product=product),
+        "stock": stock,
+        # Translated status labels; ``|lower`` in the template keeps English as the raw values.
+        "stock_rows": [(CardKey.Status(status).label, n) for status, n in stock.items()],
     }
+    # So "admin:…" URLs in the template resolve to the site serving this view (merchant or staff).
+    request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/shop/import_keys.html", context)
 
 

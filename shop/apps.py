@@ -5,3 +5,6 @@ from django.utils.translation import gettext_lazy as _
 class ShopConfig(AppConfig):
     name = "shop"
     verbose_name = _("Catalogue and stock")
+
+    def ready(self) -> None:
+        from shop import checks  # noqa: F401 - registers the keyring check

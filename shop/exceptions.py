@@ -23,3 +23,7 @@ class ImportRejected(CardvaultError):
 
 class ProductUnavailable(CardvaultError):
     user_message = _("This product is not on sale.")
+
+
+class ProductReviewRefused(CardvaultError):
+    user_message = _("This product's review cannot change that way.")

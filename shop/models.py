@@ -39,6 +39,11 @@ class Product(models.Model):
         REUSABLE = "reusable", _("Reusable (the same key for every buyer)")
         MANUAL = "manual", _("Manual (merchant fulfils by hand)")
 
+    class ReviewStatus(models.TextChoices):
+        PUBLISHED = "published", _("Published")
+        HELD = "held", _("Held for review")
+        REJECTED = "rejected", _("Rejected by staff")
+
     merchant = models.ForeignKey(
         Merchant, on_delete=models.CASCADE, related_name="products", verbose_name=_("merchant")
     )
@@ -104,6 +109,20 @@ class Product(models.Model):
         ),
     )
     sort_order = models.PositiveIntegerField(_("sort order"), default=0)
+    # Screening against the staff's prohibited terms (shop.services.screen_product): only a
+    # published product is listed or sold; only staff release a held one.
+    review_status = models.CharField(
+        _("review"),
+        max_length=16,
+        choices=ReviewStatus.choices,
+        default=ReviewStatus.PUBLISHED,
+        editable=False,
+    )
+    review_term = models.CharField(
+        _("matched prohibited term"), max_length=100, blank=True, editable=False
+    )
+    review_note = models.CharField(_("review note"), max_length=300, blank=True, editable=False)
+    reviewed_at = models.DateTimeField(_("reviewed at"), null=True, blank=True, editable=False)
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -126,6 +145,10 @@ class Product(models.Model):
                 condition=models.Q(reusable_cap__isnull=True)
                 | models.Q(reusable_sold__lte=models.F("reusable_cap")),
                 name="product_reusable_cap_respected",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(review_status__in=["published", "held", "rejected"]),
+                name="product_review_status_valid",
             ),
         ]
 
@@ -162,6 +185,29 @@ class Product(models.Model):
         from shop.manual_fields import validate_manual_field_spec
 
         validate_manual_field_spec(self.manual_fields)
+
+
+class ProhibitedTerm(models.Model):
+    """A word or phrase staff do not allow in product texts. A product whose title, description
+    or "how to use" contains an active term (case- and width-insensitive) is held for review."""
+
+    term = models.CharField(_("term"), max_length=100, unique=True)
+    is_active = models.BooleanField(_("active"), default=True)
+    note = models.CharField(_("note"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("prohibited term")
+        verbose_name_plural = _("prohibited terms")
+        ordering = ["term"]
+
+    def __str__(self) -> str:
+        return self.term
+
+    def clean(self) -> None:
+        self.term = self.term.strip()
+        if not self.term:
+            raise ValidationError({"term": _("Enter a word or phrase.")})
 
 
 class ImportBatch(models.Model):

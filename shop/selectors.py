@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -11,9 +12,32 @@ from django.utils import timezone
 
 from merchants.models import Merchant
 from shop import vault
-from shop.models import CardKey, Category, ImportBatch, Product
+from shop.models import CardKey, Category, ImportBatch, Product, ProhibitedTerm
 
 SEARCH_LIMIT = 50
+PUBLISHED = Product.ReviewStatus.PUBLISHED
+
+
+def _normalise(text: str) -> str:
+    """Case- and width-insensitive form (NFKC folds full-width letters, casefold folds case)."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def find_prohibited_term(*texts: str) -> str | None:
+    """The first active prohibited term (alphabetically) contained in any of ``texts``."""
+    haystack = "\n".join(_normalise(text) for text in texts)
+    for term in ProhibitedTerm.objects.filter(is_active=True).values_list("term", flat=True):
+        needle = _normalise(term).strip()
+        if needle and needle in haystack:
+            return term
+    return None
+
+
+def listed(queryset: QuerySet[Product]) -> QuerySet[Product]:
+    """Products a buyer may see: published, and a variant only under a published listing."""
+    return queryset.filter(review_status=PUBLISHED).filter(
+        Q(variant_of__isnull=True) | Q(variant_of__review_status=PUBLISHED)
+    )
 
 
 def free_stock_filter(prefix: str = "") -> Q:
@@ -109,7 +133,7 @@ def storefront_listings(*, merchant: Merchant) -> list[tuple[Category | None, li
     plus one for categories."""
     products = list(
         with_stock(
-            Product.objects.filter(merchant=merchant, is_active=True)
+            listed(Product.objects.filter(merchant=merchant, is_active=True))
             .filter(Q(variant_of__isnull=True) | Q(variant_of__is_active=True))
             .order_by("sort_order", "id")
         )
@@ -132,14 +156,29 @@ def get_listing(*, merchant: Merchant, slug: str) -> Listing | None:
     its listing in the view)."""
     products = list(
         with_stock(
-            Product.objects.filter(merchant=merchant, is_active=True)
+            listed(Product.objects.filter(merchant=merchant, is_active=True))
             .filter(Q(slug=slug) | Q(variant_of__slug=slug, variant_of__merchant=merchant))
             .select_related("variant_of")
             .order_by("sort_order", "id")
         )
     )
     listings = _listings(products)
-    return listings[0] if listings else None
+    if listings:
+        return listings[0]
+    # The slug is a variant's own: its listing is its parent's (one hop; variants have none).
+    variant = next((p for p in products if p.slug == slug and p.variant_of is not None), None)
+    if variant is not None and variant.variant_of is not None and variant.variant_of.is_active:
+        parent_listings = _listings(
+            list(
+                with_stock(
+                    listed(Product.objects.filter(merchant=merchant, is_active=True))
+                    .filter(Q(pk=variant.variant_of.pk) | Q(variant_of=variant.variant_of))
+                    .order_by("sort_order", "id")
+                )
+            )
+        )
+        return parent_listings[0] if parent_listings else None
+    return None
 
 
 def search_products(*, query: str) -> QuerySet[Product]:
@@ -152,6 +191,7 @@ def search_products(*, query: str) -> QuerySet[Product]:
             is_active=True,
             variant_of__isnull=True,
             merchant__status=Merchant.Status.ACTIVE,
+            review_status=PUBLISHED,
         )
         .select_related("merchant")
         .order_by("title", "id")

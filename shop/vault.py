@@ -145,3 +145,30 @@ def unseal(
         raise VaultError(
             f"{row_label}: ciphertext failed authentication (tampered, or moved from another row)."
         ) from None
+
+
+# --- secrets other than card keys (payment-gateway credentials) --------------------------------
+def _secret_associated_data(*, context: str, key_id: str) -> bytes:
+    return f"secret|{context}|{key_id}".encode()
+
+
+def seal_secret(plaintext: str, *, context: str) -> Sealed:
+    """Encrypt a configuration secret under the current key, bound to ``context`` (e.g.
+    ``"gateway:alipay"``) so it cannot be moved to another row or setting."""
+    ring = keyring()
+    nonce = os.urandom(NONCE_BYTES)
+    aad = _secret_associated_data(context=context, key_id=ring.current_id)
+    ciphertext = ring.ciphers[ring.current_id].encrypt(nonce, plaintext.encode(), aad)
+    return Sealed(key_id=ring.current_id, nonce=nonce, ciphertext=ciphertext)
+
+
+def unseal_secret(*, key_id: str, nonce: bytes, ciphertext: bytes, context: str) -> str:
+    ring = keyring()
+    cipher = ring.ciphers.get(key_id)
+    if cipher is None:
+        raise VaultError(f"{context}: encryption key {key_id!r} is not in CARD_KEYRING.")
+    aad = _secret_associated_data(context=context, key_id=key_id)
+    try:
+        return cipher.decrypt(bytes(nonce), bytes(ciphertext), aad).decode()
+    except InvalidTag:
+        raise VaultError(f"{context}: secret failed authentication.") from None

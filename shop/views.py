@@ -2,11 +2,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import get_language
+from django.utils.translation import gettext as _
 
 from orders import services as order_services
 from orders.exceptions import InvalidOrderInput
 from orders.gateways.registry import available_gateways
+from risk import captcha, device
+from risk.exceptions import CaptchaRequired
+from security.ratelimit import rate_limit
 from shop import selectors
+from shop.client_ip import client_ip, is_mobile
 from shop.exceptions import CardvaultError
 from shop.forms import BuyForm, SearchForm
 
@@ -41,6 +46,7 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+@rate_limit(group="checkout", rate_setting="RATE_LIMIT_CHECKOUT")
 def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
     merchant = selectors.get_active_merchant(slug=slug)
     if merchant is None:
@@ -54,10 +60,18 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
         return redirect(url)
     first = listing.options[0]
     gateways = [
-        (gateway.name, str(gateway.display_name))
+        (gateway.name, gateway.label)
         for gateway in available_gateways(amount=first.price, currency=first.currency)
     ]
     form = BuyForm(request.POST or None, listing=listing, gateways=gateways)
+    captcha_passed = False
+    if request.method == "POST" and form.is_valid():
+        # A pending captcha is spent by this submission, answered right or not.
+        verdict = captcha.check_answer(request.session, request.POST.get("captcha_answer", ""))
+        captcha_passed = verdict is captcha.Verdict.PASSED
+        if verdict in (captcha.Verdict.WRONG, captcha.Verdict.EXPIRED):
+            form.add_error(None, _("The answer to the security check was wrong. Try this one."))
+            captcha.issue_challenge(request.session)
     if request.method == "POST" and form.is_valid():
         try:
             result = order_services.checkout(
@@ -68,23 +82,35 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
                 manual_inputs=form.manual_inputs(),
                 gateway_name=form.cleaned_data["gateway"],
                 base_url=request.build_absolute_uri("/"),
-                buyer_ip=request.META.get("REMOTE_ADDR"),
+                buyer_ip=client_ip(request),
                 user_agent=request.headers.get("User-Agent", ""),
                 language=get_language() or "en",
+                mobile=is_mobile(request),
+                device_id=device.device_id(request),
+                captcha_passed=captcha_passed,
             )
         except InvalidOrderInput as exc:
             for field, messages in exc.errors.items():
                 target = field if field in form.fields else f"manual_{field}"
                 for message in messages:
                     form.add_error(target if target in form.fields else None, message)
+        except CaptchaRequired as exc:
+            form.add_error(None, exc.user_message)
+            captcha.issue_challenge(request.session)
         except CardvaultError as exc:
             form.add_error(None, exc.user_message)
         else:
-            return redirect(result.redirect_url)
+            return device.remember_device(request, redirect(result.redirect_url))
     status = 400 if request.method == "POST" else 200
-    return render(
+    response = render(
         request,
         "shop/product.html",
-        {"merchant": merchant, "listing": listing, "form": form},
+        {
+            "merchant": merchant,
+            "listing": listing,
+            "form": form,
+            "captcha": captcha.current_challenge_id(request.session),
+        },
         status=status,
     )
+    return device.remember_device(request, response)

@@ -16,12 +16,19 @@ class UserFactory(factory.django.DjangoModelFactory):
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda o: f"{o.username}@example.com")
-    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-123")
+
+    @factory.post_generation
+    def password(obj, create, extracted, **kwargs):
+        # Saved explicitly: skip_postgeneration_save means factory_boy will not save it for us.
+        obj.set_password(extracted or "pw-for-tests-123")
+        if create:
+            obj.save(update_fields=["password"])
 
 
 class MerchantFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = Merchant
+        skip_postgeneration_save = True
 
     slug = factory.Sequence(lambda n: f"store-{n}")
     name = factory.Sequence(lambda n: f"Store {n}")

@@ -5,6 +5,8 @@ import os
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cardvault")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/13")
+# A developer's demo .env (say, a short ORDER_TTL_MINUTES) must not change what the tests see.
+os.environ.setdefault("CARDVAULT_ENV_FILE", "/nonexistent/.env")
 
 from .base import *  # noqa: F403
 from .base import env
@@ -21,6 +23,12 @@ SANDBOX_GATEWAY_ENABLED = True
 SANDBOX_GATEWAY_SECRET = "sandbox-test-secret"  # noqa: S105
 # Functional tests run Celery tasks in-process; the payload-scanning test switches this off and
 # sends real messages through Redis.
-CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_ALWAYS_EAGER = env.bool("TEST_CELERY_EAGER", default=True)
+# Each run's cache keys carry its own prefix, so a run clears only its own keys and two runs on
+# one machine (and one Redis database) never wipe each other's cache mid-test.
+CACHES["default"]["KEY_PREFIX"] = f"cardvault-test-{os.getpid()}"  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+if env.str("TEST_EMAIL_URL", default=""):
+    # The worker-crash test runs real Celery workers that mail to a file or a local SMTP stub.
+    vars().update(env.email("TEST_EMAIL_URL"))

@@ -17,14 +17,28 @@ if TYPE_CHECKING:
     from django.utils.functional import Promise
 
     from orders.exceptions import PaymentRejected
-    from orders.models import Payment
+    from orders.models import GatewayConfig, Payment
 
 
 @dataclass(frozen=True, slots=True)
 class PaymentAction:
-    """Where the buyer goes to pay."""
+    """Where the buyer goes to pay, and what our own pay page needs to show (QR content, a
+    wallet address, the exact amount to send); ``data`` is stored on the payment."""
 
     redirect_url: str
+    data: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigField:
+    """One setting a gateway needs, as staff fill it in the admin. Secret fields are sealed
+    with the vault keyring and never shown again."""
+
+    name: str
+    label: str | Promise
+    required: bool = True
+    help_text: str | Promise = ""
+    multiline: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,22 +81,83 @@ class RefundResult:
 
 
 class Gateway(ABC):
+    """A gateway adapter, built around its staff-made ``GatewayConfig`` (``None`` when the
+    gateway has no row yet: it is then disabled, except the settings-driven sandbox)."""
+
     name: ClassVar[str]
     display_name: ClassVar[str | Promise]
+    default_currencies: ClassVar[tuple[str, ...]] = ("CNY",)
+    option_fields: ClassVar[tuple[ConfigField, ...]] = ()
+    secret_fields: ClassVar[tuple[ConfigField, ...]] = ()
+    supports_refund: ClassVar[bool] = True
 
-    @abstractmethod
+    def __init__(self, config: GatewayConfig | None = None) -> None:
+        self.config = config
+        self._secrets: dict[str, str] | None = None
+
+    # --- configuration ------------------------------------------------------------------------
+    def option(self, name: str, default: str = "") -> str:
+        if self.config is None:
+            return default
+        return str(self.config.options.get(name, default) or default)
+
+    def secret(self, name: str) -> str:
+        """A credential, or "" if unset. Verification with an empty secret must refuse."""
+        if self.config is None:
+            return ""
+        if self._secrets is None:
+            self._secrets = self.config.get_secrets()
+        return self._secrets.get(name, "")
+
+    def is_configured(self) -> bool:
+        return all(self.option(f.name) for f in self.option_fields if f.required) and all(
+            self.secret(f.name) for f in self.secret_fields if f.required
+        )
+
     def is_enabled(self) -> bool:
         """Configured and switched on."""
+        return self.config is not None and self.config.enabled and self.is_configured()
+
+    @property
+    def label(self) -> str:
+        if self.config is not None and self.config.display_name:
+            return self.config.display_name
+        return str(self.display_name)
+
+    @property
+    def currencies(self) -> tuple[str, ...]:
+        if self.config is not None and self.config.currencies:
+            return tuple(self.config.currencies)
+        return self.default_currencies
 
     def accepts(self, *, amount: Decimal, currency: str) -> bool:
         """Whether this gateway can take a payment of this amount and currency."""
-        return self.is_enabled()
+        if not self.is_enabled() or currency not in self.currencies:
+            return False
+        config = self.config
+        if config is not None:
+            if config.min_amount is not None and amount < config.min_amount:
+                return False
+            if config.max_amount is not None and amount > config.max_amount:
+                return False
+        return True
+
+    @staticmethod
+    def hosted_pay_url(*, return_url: str, payment: Payment) -> str:
+        """Our own pay page for this payment (QR code / address / exact amount), next to the
+        order page ``return_url``; for gateways that have no page of their own."""
+        return return_url.rstrip("/") + f"/pay/{payment.reference}/"
+
+    def fee(self, amount: Decimal) -> Decimal:
+        rate = self.config.fee_rate if self.config is not None else Decimal(0)
+        return (amount * rate).quantize(Decimal("0.01"))
 
     @abstractmethod
     def create_payment(
-        self, *, payment: Payment, return_url: str, callback_url: str
+        self, *, payment: Payment, return_url: str, callback_url: str, mobile: bool = False
     ) -> PaymentAction:
-        """Open a payment at the gateway; never called while holding row locks."""
+        """Open a payment at the gateway; never called while holding row locks. ``mobile``: the
+        buyer is on a phone (e.g. Alipay's wap pay instead of the desktop page)."""
 
     @abstractmethod
     def verify_callback(self, request: CallbackRequest) -> VerifiedEvent:
@@ -101,8 +176,9 @@ class Gateway(ABC):
         return CallbackReply(status=200, body="success")
 
     def reply_duplicate(self) -> CallbackReply:
-        # Already processed: nothing changes, and the sender learns it was a replay.
-        return CallbackReply(status=409, body="duplicate")
+        # Already processed: nothing changes. Real gateways retry until they read their exact
+        # acknowledgement, so a repeat gets the same answer as the first delivery.
+        return self.reply_accepted()
 
     def reply_rejected(self, error: PaymentRejected) -> CallbackReply:
         return CallbackReply(status=400, body=error.code)

@@ -29,6 +29,7 @@ from django.utils.translation import gettext_lazy as _
 from orders import http
 from orders.exceptions import InvalidSignature, MalformedNotification, StaleNotification
 from orders.gateways.base import (
+    CallbackReply,
     CallbackRequest,
     Gateway,
     PaymentAction,
@@ -37,7 +38,7 @@ from orders.gateways.base import (
 )
 
 if TYPE_CHECKING:
-    from orders.models import Payment
+    from orders.models import GatewayConfig, Payment
 
 SIGNATURE_HEADER = "X-Sandbox-Signature"
 TRADE_TTL_SECONDS = 7 * 24 * 3600
@@ -51,14 +52,22 @@ class SandboxGateway(Gateway):
     name = "sandbox"
     display_name = _("Sandbox (test payments)")
 
-    def __init__(self, *, secret: str | None = None) -> None:
-        self.secret = settings.SANDBOX_GATEWAY_SECRET if secret is None else secret
+    default_currencies = ("CNY", "USD", "EUR", "USDT")
+
+    def __init__(self, config: GatewayConfig | None = None, *, secret: str | None = None) -> None:
+        super().__init__(config)
+        # Configured by settings, not in the admin: it exists for demos and tests only.
+        self.signing_secret = settings.SANDBOX_GATEWAY_SECRET if secret is None else secret
 
     def is_enabled(self) -> bool:
-        return bool(settings.SANDBOX_GATEWAY_ENABLED and self.secret)
+        return bool(settings.SANDBOX_GATEWAY_ENABLED and self.signing_secret)
+
+    def reply_duplicate(self) -> CallbackReply:
+        # The sandbox reports replays plainly (409), which the tests and the demo rely on.
+        return CallbackReply(status=409, body="duplicate")
 
     def create_payment(
-        self, *, payment: Payment, return_url: str, callback_url: str
+        self, *, payment: Payment, return_url: str, callback_url: str, mobile: bool = False
     ) -> PaymentAction:
         cache.set(
             _trade_cache_key(payment.reference),
@@ -71,7 +80,7 @@ class SandboxGateway(Gateway):
     # --- signing -------------------------------------------------------------------------
     def sign(self, body: bytes, *, timestamp: int) -> str:
         digest = hmac.new(
-            self.secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
+            self.signing_secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256
         ).hexdigest()
         return f"t={timestamp},v1={digest}"
 
@@ -105,7 +114,7 @@ class SandboxGateway(Gateway):
 
     # --- verification --------------------------------------------------------------------
     def verify_callback(self, request: CallbackRequest) -> VerifiedEvent:
-        if not self.secret:
+        if not self.signing_secret:
             # An empty secret would make every signature "valid" for whoever knows it is empty.
             raise InvalidSignature("sandbox secret is not configured")
         header = request.headers.get(SIGNATURE_HEADER, "")
@@ -148,11 +157,16 @@ class SandboxGateway(Gateway):
         return self._parse_event(json.dumps(trade["event"]).encode())
 
     def refund(self, *, payment: Payment, amount: Decimal, reason: str) -> RefundResult:
+        # ``reason`` carries the caller's refund request id: a repeat returns the same refund.
         trade = cache.get(_trade_cache_key(payment.reference)) or {}
+        done: dict[str, str] = trade.setdefault("refunds", {})
+        if reason in done:
+            return RefundResult(refund_id=done[reason], amount=amount, succeeded=True)
         refunded = Decimal(trade.get("refunded", "0"))
         if trade.get("status") != "paid" or refunded + amount > payment.amount:
             return RefundResult(refund_id="", amount=Decimal("0"), succeeded=False)
         refund_id = "SBXR" + secrets.token_hex(8)
         trade["refunded"] = str(refunded + amount)
+        done[reason] = refund_id
         cache.set(_trade_cache_key(payment.reference), trade, TRADE_TTL_SECONDS)
         return RefundResult(refund_id=refund_id, amount=amount, succeeded=True)

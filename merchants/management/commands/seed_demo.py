@@ -67,6 +67,10 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Demo platform ready at http://127.0.0.1:8000"))
         for role, username, password in logins:
             self.stdout.write(f"  {role}: {username} / {password}")
+        self.stdout.write(
+            "  Staff must use two-factor authentication: the first sign-in at /admin/ shows a QR"
+            " code (and its secret) to scan with an authenticator app, then asks for a code."
+        )
 
     def _password(self, user: Any, created: bool) -> str:
         # Fresh random passwords on first seed, remembered in an untracked file for reruns.

@@ -7,7 +7,8 @@ from shop import services, vault
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every stored card key (and manual delivery) under the first key of "
+        "Re-encrypt every stored card key, manual delivery and gateway credential under the "
+        "first key of "
         "CARD_KEYRING, in batches. Safe to interrupt and run again: it resumes."
     )
 

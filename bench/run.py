@@ -1,0 +1,858 @@
+"""``make bench``: Cardvault's hot paths on PostgreSQL, each against a floor measured in the same
+run on the same machine. Every figure is the median of several runs with min and max; the ratio
+to the floor, not the absolute number, is what to compare across machines.
+
+1. Buy → key at 1/4/16/64 concurrent buyers: the product page's Buy form and the signed sandbox
+   callback through gunicorn; floor: an order insert plus the raw ``SKIP LOCKED`` claim in psycopg
+   at the same concurrency. Afterwards no key may have been sold twice.
+2. Store and product pages (requests/s) against a bare Django view (one indexed query, one small
+   template) served by the same gunicorn.
+3. Importing keys through ``import_keys`` against encrypt + fingerprint + one COPY.
+4. Drop: 200 buyers for 50 keys.
+5. Aging: buy → key after 100,000 keys of one product were sold, against a fresh product in the
+   same table, and the claim's plan.
+
+It creates its own database (``cardvault_bench_<pid>``) and gunicorn on a free port of 127.0.0.1,
+and removes both at the end, on failure too. ``--quick`` runs a few seconds per figure (for
+development); ``--json PATH`` writes the figures as JSON as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.clients import BuyJob, ClaimJob, LoadPool, Sample
+from bench.harness import (
+    Gunicorn,
+    Spread,
+    create_database,
+    drop_database,
+    load_average,
+    machine,
+    page_load,
+    page_load_tool,
+    percentile,
+    server_version,
+)
+
+FLOOR_MAX_CONNECTIONS = 64  # PostgreSQL allows 100 here, shared with everything else
+
+
+@dataclass(frozen=True)
+class Scale:
+    runs: int
+    levels: tuple[int, ...]
+    per_client: dict[int, int]
+    floor_factor: int  # the floor is ~100× faster: give it more work for a stable timing
+    page_seconds: int
+    page_connections: int
+    import_keys: int
+    import_runs: int
+    aged_sold: int
+    drop_runs: int
+    autovacuum_wait: int
+    drop_buyers: int = 200
+    drop_keys: int = 50
+
+
+FULL = Scale(
+    runs=3,
+    levels=(1, 4, 16, 64),
+    per_client={1: 30, 4: 12, 16: 6, 64: 2},
+    floor_factor=10,
+    page_seconds=5,
+    page_connections=16,
+    import_keys=100_000,
+    import_runs=3,
+    aged_sold=100_000,
+    drop_runs=3,
+    autovacuum_wait=90,
+)
+QUICK = Scale(
+    runs=2,
+    levels=(1, 16),
+    per_client={1: 10, 16: 3},
+    floor_factor=10,
+    page_seconds=2,
+    page_connections=16,
+    import_keys=5_000,
+    import_runs=2,
+    aged_sold=5_000,
+    drop_runs=1,
+    autovacuum_wait=0,
+)
+
+
+# --- report ---------------------------------------------------------------------------------
+@dataclass
+class Report:
+    machine: dict[str, str]
+    setup: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, Any] = field(default_factory=dict)
+    load: list[str] = field(default_factory=list)
+
+    def phase(self, name: str) -> None:
+        line = f"{name}: load average {load_average()} at {time.strftime('%H:%M:%S')}"
+        self.load.append(line)
+        print(f"\n== {line}", flush=True)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    s = Spread.of(values)
+    return {"median": s.median, "min": s.low, "max": s.high}
+
+
+def fmt(values: list[float], digits: int = 1, unit: str = "") -> str:
+    return Spread.of(values).fmt(digits, unit)
+
+
+# --- the benchmark's data -------------------------------------------------------------------
+class World:
+    """Merchants, products and stock the benchmark creates through the app's own services."""
+
+    def __init__(self) -> None:
+        from tests.factories import MerchantFactory
+
+        self.store = MerchantFactory(slug="bench-store", name="Bench Store")
+        self.buy = MerchantFactory(slug="bench-buy", name="Bench Buy")
+        self.imports = MerchantFactory(slug="bench-import", name="Bench Import")
+        self._serial = 0
+
+    def product(self, merchant: Any, keys: int, *, prefix: str, **fields: Any) -> Any:
+        from shop import services
+        from shop.models import ImportBatch
+        from tests.factories import ProductFactory
+
+        self._serial += 1
+        product = ProductFactory(
+            merchant=merchant, slug=f"{prefix.lower()}-{self._serial}", **fields
+        )
+        product.bench_key_prefix = f"{prefix}-{self._serial}-"
+        if keys:
+            services.import_keys(
+                product=product,
+                lines=[
+                    f"{product.bench_key_prefix}{i:06d}-{os.urandom(4).hex()}" for i in range(keys)
+                ],
+                source=ImportBatch.Source.COMMAND,
+            )
+        return product
+
+    def storefront(self) -> Any:
+        """A realistic store: 3 categories of 6 products, two of them with two variants each,
+        20 keys per product. Returns the product whose page is measured."""
+        from tests.factories import CategoryFactory
+
+        measured = None
+        for c in range(3):
+            category = CategoryFactory(merchant=self.store, name=f"Category {c}")
+            for p in range(6):
+                product = self.product(
+                    self.store,
+                    20,
+                    prefix="STORE",
+                    category=category,
+                    description="A game key.\nRedeem it in the launcher.",
+                )
+                if p < 2 and c == 0:
+                    for v in range(2):
+                        self.product(
+                            self.store,
+                            20,
+                            prefix="STORE",
+                            category=category,
+                            variant_of=product,
+                            variant_label=f"Edition {v}",
+                        )
+                measured = measured or product
+        return measured
+
+
+def product_path(product: Any) -> str:
+    return f"/s/{product.merchant.slug}/p/{product.slug}/"
+
+
+# --- the raw SQL floor ----------------------------------------------------------------------
+FLOOR_TABLES = """
+CREATE TABLE bench_floor_key (
+    id bigserial PRIMARY KEY, product_id bigint NOT NULL, status varchar(16) NOT NULL,
+    order_id bigint, sold_at timestamptz, ciphertext bytea NOT NULL);
+CREATE INDEX bench_floor_free ON bench_floor_key (product_id, id)
+    WHERE status IN ('available', 'reserved');
+CREATE TABLE bench_floor_order (
+    id bigserial PRIMARY KEY, product_id bigint NOT NULL, email varchar(254) NOT NULL,
+    amount numeric(12, 2) NOT NULL, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE bench_floor_import (
+    merchant_id bigint NOT NULL, product_id bigint NOT NULL, key_id varchar(32) NOT NULL,
+    nonce bytea NOT NULL, ciphertext bytea NOT NULL, fingerprint varchar(64) NOT NULL);
+"""
+
+
+class Floor:
+    def __init__(self, dsn: str) -> None:
+        from django.db import connection
+
+        self.dsn = dsn
+        self._product = 0
+        with connection.cursor() as cursor:
+            cursor.execute(FLOOR_TABLES)
+
+    def stock(self, keys: int) -> int:
+        from django.db import connection
+
+        self._product += 1
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO bench_floor_key (product_id, status, ciphertext)"
+                " SELECT %s, 'available', decode(md5(g::text) || md5(g::text), 'hex')"
+                " FROM generate_series(1, %s) g",
+                [self._product, keys],
+            )
+            cursor.execute("ANALYZE bench_floor_key")
+        return self._product
+
+
+# --- measuring ------------------------------------------------------------------------------
+@dataclass
+class Run:
+    done: int
+    seconds: float
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    outcomes: dict[str, int]
+    last_done_s: float = 0.0
+    sample_path: str = ""
+
+
+def summarise(released: float, samples: list[Sample], done: str) -> Run:
+    finished = [s for s in samples if s[0] == done]
+    ends = [s[3] for s in samples] or [released]
+    seconds = max(ends) - released
+    last_done = max((s[3] for s in finished), default=released) - released
+    latencies = [(s[3] - s[2]) * 1000 for s in finished]
+    return Run(
+        done=len(finished),
+        seconds=seconds,
+        rate=len(finished) / last_done if last_done > 0 else 0.0,
+        p50_ms=percentile(latencies, 50),
+        p99_ms=percentile(latencies, 99),
+        outcomes=dict(Counter(s[0] for s in samples)),
+        last_done_s=last_done,
+        sample_path=next((s[4] for s in finished if s[4]), ""),
+    )
+
+
+class Bench:
+    def __init__(
+        self, scale: Scale, report: Report, pool: LoadPool, server: Gunicorn, deadline: float
+    ) -> None:
+        from django.utils.html import escape
+
+        from orders.exceptions import OutOfStock
+
+        self.scale = scale
+        self.report = report
+        self.pool = pool
+        self.server = server
+        self.world = World()
+        self.sold_out_text = escape(str(OutOfStock.user_message))
+        self.bought: list[Any] = []  # products sold through HTTP, checked at the end
+        self.buyers = 1  # buyers so far: each gets its own address, mailbox and browser
+        self.deadline = deadline
+
+    def more_runs(self, done: int) -> bool:
+        """Another run, unless the time bound is spent (never fewer than one run)."""
+        if done and time.monotonic() > self.deadline:
+            self.report.checks.setdefault("cut_short", []).append(f"after {done} runs")
+            say(f"  time bound reached: {done} runs")
+            return False
+        return True
+
+    # --- buy → key ------------------------------------------------------------------------
+    def buy(self, product: Any, clients: int, per_client: int, max_seconds: float = 120) -> Run:
+        job = BuyJob(
+            base_url=self.server.base_url,
+            product_path=product_path(product),
+            option=product.pk,
+            amount=f"{product.price:.2f}",
+            currency=product.currency,
+            clients=clients,
+            per_client=per_client,
+            max_seconds=max_seconds,
+            sold_out_text=self.sold_out_text,
+            first_buyer=self.buyers,
+        )
+        self.buyers += clients * per_client
+        released, samples = self.pool.run(job)
+        self.bought.append(product)
+        return summarise(released, samples, "paid")
+
+    def claim_floor(
+        self, floor: Floor, keys: int, clients: int, per_client: int, max_seconds: float = 60
+    ) -> Run:
+        job = ClaimJob(
+            dsn=floor.dsn,
+            product_id=floor.stock(keys),
+            clients=clients,
+            per_client=per_client,
+            max_seconds=max_seconds,
+        )
+        released, samples = self.pool.run(job)
+        return summarise(released, samples, "claimed")
+
+    def check_delivered(self, product: Any, run: Run) -> None:
+        """The callbacks the clients saw accepted are orders delivered in the database, and the
+        order page shows the key."""
+        import httpx
+
+        from orders.models import Order
+
+        delivered = Order.objects.filter(product=product, status=Order.Status.DELIVERED).count()
+        if delivered != run.done:
+            raise AssertionError(f"{product.slug}: {run.done} paid, {delivered} delivered")
+        if run.sample_path:
+            page = httpx.get(self.server.base_url + run.sample_path, timeout=30)
+            prefix = getattr(product, "bench_key_prefix", "")
+            if page.status_code != 200 or prefix not in page.text:
+                raise AssertionError(f"order page {page.status_code} shows no {prefix} key")
+
+    def buy_to_key(self, floor: Floor) -> None:
+        scale = self.scale
+        self.report.phase("buy → key")
+        ours: dict[int, list[Run]] = {c: [] for c in scale.levels}
+        floors: dict[int, list[Run]] = {c: [] for c in scale.levels}
+        for run in range(scale.runs):
+            if not self.more_runs(run):
+                break
+            for clients in scale.levels:
+                per = scale.per_client[clients]
+                fl = self.claim_floor(
+                    floor,
+                    clients * per * scale.floor_factor + 10,
+                    min(clients, FLOOR_MAX_CONNECTIONS),
+                    per * scale.floor_factor,
+                )
+                product = self.world.product(self.world.buy, clients * per + 5, prefix="BUY")
+                us = self.buy(product, clients, per)
+                self.check_delivered(product, us)
+                floors[clients].append(fl)
+                ours[clients].append(us)
+                say(
+                    f"  run {run + 1} · {clients:>2} buyers: {us.rate:7.1f} delivered/s"
+                    f" (p50 {us.p50_ms:.0f} ms, p99 {us.p99_ms:.0f} ms, {us.outcomes})"
+                    f" · floor {fl.rate:7.0f}/s (p99 {fl.p99_ms:.1f} ms) · ratio"
+                    f" {us.rate / fl.rate:.1%}"
+                )
+        figures = {}
+        for clients in scale.levels:
+            mine, base = ours[clients], floors[clients]
+            figures[str(clients)] = {
+                "delivered_per_s": spread([r.rate for r in mine]),
+                "callback_p50_ms": spread([r.p50_ms for r in mine]),
+                "callback_p99_ms": spread([r.p99_ms for r in mine]),
+                "floor_per_s": spread([r.rate for r in base]),
+                "floor_p99_ms": spread([r.p99_ms for r in base]),
+                "ratio": spread([a.rate / b.rate for a, b in zip(mine, base, strict=True)]),
+                "orders": sum(r.done for r in mine),
+                "not_delivered": sum(sum(r.outcomes.values()) - r.done for r in mine),
+            }
+        self.report.figures["buy_to_key"] = figures
+
+    # --- storefront -----------------------------------------------------------------------
+    def storefront(self, product: Any) -> None:
+        scale = self.scale
+        self.report.phase("storefront pages")
+        base = self.server.base_url
+        urls = {
+            "bare": f"{base}/bench/bare/{self.world.store.slug}/",
+            "store": f"{base}/s/{self.world.store.slug}/",
+            "product": base + product_path(product),
+        }
+        for url in urls.values():  # compile templates, open connections: not measured
+            page_load(url, connections=4, seconds=1)
+        results: dict[str, list[Any]] = {name: [] for name in urls}
+        for run in range(scale.runs):
+            if not self.more_runs(run):
+                break
+            for name, url in urls.items():
+                load = page_load(
+                    url, connections=scale.page_connections, seconds=scale.page_seconds
+                )
+                if load.errors:
+                    raise AssertionError(f"{name}: {load.errors} failed requests")
+                results[name].append(load)
+            say(
+                f"  run {run + 1}: "
+                + ", ".join(f"{n} {results[n][-1].requests_per_second:.0f} req/s" for n in urls)
+            )
+        figures: dict[str, Any] = {"tool": page_load_tool(), "connections": scale.page_connections}
+        for name in urls:
+            figures[name] = {
+                "requests_per_s": spread([r.requests_per_second for r in results[name]]),
+                "p50_ms": spread([r.p50_ms for r in results[name]]),
+                "p99_ms": spread([r.p99_ms for r in results[name]]),
+            }
+            if name != "bare":
+                figures[name]["ratio"] = spread(
+                    [
+                        a.requests_per_second / b.requests_per_second
+                        for a, b in zip(results[name], results["bare"], strict=True)
+                    ]
+                )
+        self.report.figures["storefront"] = figures
+
+    # --- import ---------------------------------------------------------------------------
+    def key_import(self) -> Any:
+        from django.db import connection, transaction
+
+        from shop import services, vault
+        from shop.models import ImportBatch
+        from tests.factories import ProductFactory
+
+        scale = self.scale
+        self.report.phase(f"import {scale.import_keys:,} keys")
+        ours: list[float] = []
+        floors: list[float] = []
+        first = None
+        for run in range(scale.import_runs):
+            if not self.more_runs(run):
+                break
+            product = ProductFactory(merchant=self.world.imports, slug=f"import-{run}")
+            first = first or product
+            lines = [
+                f"IMPORT-{run}-{i:07d}-{os.urandom(6).hex()}" for i in range(scale.import_keys)
+            ]
+            floor_lines = [
+                f"FLOOR-{run}-{i:07d}-{os.urandom(6).hex()}" for i in range(scale.import_keys)
+            ]
+            with connection.cursor() as cursor:
+                cursor.execute("TRUNCATE bench_floor_import")
+
+            started = time.perf_counter()
+            ring = vault.keyring()
+            merchant_id, product_id = self.world.imports.pk, product.pk
+            with transaction.atomic(), connection.cursor() as cursor:
+                copy_sql = (
+                    "COPY bench_floor_import"
+                    " (merchant_id, product_id, key_id, nonce, ciphertext, fingerprint) FROM STDIN"
+                )
+                with cursor.cursor.copy(copy_sql) as copy:
+                    for text in floor_lines:
+                        print_ = vault.fingerprint(text, merchant_id=merchant_id, ring=ring)
+                        sealed = vault.seal(
+                            text,
+                            merchant_id=merchant_id,
+                            product_id=product_id,
+                            fingerprint=print_,
+                            ring=ring,
+                        )
+                        copy.write_row(
+                            (
+                                merchant_id,
+                                product_id,
+                                sealed.key_id,
+                                sealed.nonce,
+                                sealed.ciphertext,
+                                print_,
+                            )
+                        )
+            floors.append(time.perf_counter() - started)
+
+            started = time.perf_counter()
+            result = services.import_keys(
+                product=product, lines=lines, source=ImportBatch.Source.COMMAND
+            )
+            ours.append(time.perf_counter() - started)
+            if result.imported != scale.import_keys:
+                raise AssertionError(f"imported {result.imported} of {scale.import_keys}")
+            say(
+                f"  run {run + 1}: import_keys {ours[-1]:.2f} s · floor {floors[-1]:.2f} s"
+                f" · ×{ours[-1] / floors[-1]:.2f}"
+            )
+        self.report.figures["import"] = {
+            "keys": scale.import_keys,
+            "seconds": spread(ours),
+            "floor_seconds": spread(floors),
+            "ratio": spread([a / b for a, b in zip(ours, floors, strict=True)]),
+        }
+        return first
+
+    # --- drop -----------------------------------------------------------------------------
+    def drop(self, floor: Floor) -> None:
+        scale = self.scale
+        self.report.phase(f"drop: {scale.drop_buyers} buyers for {scale.drop_keys} keys")
+        runs: list[Run] = []
+        floors: list[Run] = []
+        for run in range(scale.drop_runs):
+            if not self.more_runs(run):
+                break
+            connections = min(scale.drop_buyers, FLOOR_MAX_CONNECTIONS)
+            fl = self.claim_floor(
+                floor, scale.drop_keys, connections, math.ceil(scale.drop_buyers / connections)
+            )
+            product = self.world.product(
+                self.world.buy, scale.drop_keys, prefix="DROP", max_quantity=1
+            )
+            us = self.buy(product, scale.drop_buyers, 1, max_seconds=120)
+            say(f"  run {run + 1}: {us.outcomes}")
+            self.check_delivered(product, us)
+            sold_out = us.outcomes.get("sold_out", 0)
+            if us.done != scale.drop_keys or sold_out != scale.drop_buyers - scale.drop_keys:
+                raise AssertionError(f"drop: {us.outcomes}")
+            runs.append(us)
+            floors.append(fl)
+            say(
+                f"  run {run + 1}: last key delivered after {us.last_done_s:.2f} s,"
+                f" every buyer answered after {us.seconds:.2f} s · floor: last of"
+                f" {fl.done} keys claimed after {fl.last_done_s * 1000:.0f} ms"
+            )
+        self.report.figures["drop"] = {
+            "buyers": scale.drop_buyers,
+            "keys": scale.drop_keys,
+            "delivered": [r.done for r in runs],
+            "sold_out_told": [r.outcomes.get("sold_out", 0) for r in runs],
+            "last_key_delivered_s": spread([r.last_done_s for r in runs]),
+            "all_answered_s": spread([r.seconds for r in runs]),
+            "callback_p99_ms": spread([r.p99_ms for r in runs]),
+            "floor_last_claim_s": spread([r.last_done_s for r in floors]),
+            "ratio": spread(
+                [a.last_done_s / b.last_done_s for a, b in zip(runs, floors, strict=True)]
+            ),
+        }
+
+    # --- aging ----------------------------------------------------------------------------
+    def aging(self, aged: Any) -> None:
+        """Sell every key of ``aged`` (the first import's product) the way sales leave the table:
+        each row leaves the free-stock index, then autovacuum (per-table settings) cleans up."""
+        from django.db import connection
+
+        from shop import services
+        from shop.models import ImportBatch
+        from tests.conftest import open_payment, place
+        from tests.test_helpers_payments import pay
+
+        scale = self.scale
+        self.report.phase(f"aging: {scale.aged_sold:,} keys of one product sold")
+        seed = place(aged).order
+        pay(open_payment(seed))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE shop_cardkey SET status = 'sold', order_id = %s, sold_at = now(),"
+                " reserved_until = NULL WHERE product_id = %s AND status = 'available'",
+                [seed.pk, aged.pk],
+            )
+        per = scale.per_client.get(16, 3)
+        services.import_keys(
+            product=aged,
+            lines=[
+                f"AGED-{i:06d}-{os.urandom(4).hex()}" for i in range(scale.runs * 16 * per + 10)
+            ],
+            source=ImportBatch.Source.COMMAND,
+        )
+        aged.bench_key_prefix = "AGED-"
+        checks: dict[str, Any] = {"plan_before_vacuum": claim_plan(aged)}
+        checks["vacuum"] = wait_for_autovacuum(scale.autovacuum_wait)
+        checks["plan"] = claim_plan(aged)
+        checks["plan_analyze"] = claim_plan(aged, analyze=True)
+        for key in ("plan_before_vacuum", "plan"):
+            if "cardkey_free_stock" not in checks[key]:
+                raise AssertionError(f"the claim does not use cardkey_free_stock:\n{checks[key]}")
+        say("  claim plan: " + checks["plan"].replace("\n", "\n              "))
+        say("  " + checks["vacuum"])
+
+        fresh_runs: list[Run] = []
+        aged_runs: list[Run] = []
+        for run in range(scale.runs):
+            if not self.more_runs(run):
+                break
+            fresh = self.world.product(self.world.buy, 16 * per + 5, prefix="FRESH")
+            fresh_runs.append(self.buy(fresh, 16, per))
+            self.check_delivered(fresh, fresh_runs[-1])
+            aged_runs.append(self.buy(aged, 16, per))
+            say(
+                f"  run {run + 1}: fresh {fresh_runs[-1].rate:.1f}/s"
+                f" · aged {aged_runs[-1].rate:.1f}/s"
+                f" (p99 {fresh_runs[-1].p99_ms:.0f} / {aged_runs[-1].p99_ms:.0f} ms)"
+            )
+        self.report.figures["aging"] = {
+            "sold": scale.aged_sold,
+            "fresh_per_s": spread([r.rate for r in fresh_runs]),
+            "aged_per_s": spread([r.rate for r in aged_runs]),
+            "aged_p99_ms": spread([r.p99_ms for r in aged_runs]),
+            "ratio": spread([a.rate / f.rate for a, f in zip(aged_runs, fresh_runs, strict=True)]),
+        }
+        self.report.checks.update(checks)
+
+    # --- after everything -----------------------------------------------------------------
+    def no_key_sold_twice(self) -> None:
+        from django.db import connection
+        from django.db.models import Count
+
+        from orders.models import Delivery, Order
+        from shop.models import CardKey
+
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM (SELECT card_key_id FROM orders_delivery"
+                " WHERE card_key_id IS NOT NULL AND NOT shared GROUP BY card_key_id"
+                " HAVING count(*) > 1) twice"
+            )
+            twice = cursor.fetchone()[0]
+        mismatched = []
+        for product in {p.pk: p for p in self.bought}.values():
+            delivered = Order.objects.filter(product=product, status=Order.Status.DELIVERED)
+            sold = CardKey.objects.filter(product=product, status=CardKey.Status.SOLD)
+            deliveries = Delivery.objects.filter(order__product=product)
+            counts = (delivered.count(), sold.exclude(deliveries=None).count(), deliveries.count())
+            if len(set(counts)) != 1:
+                mismatched.append((product.slug, counts))
+        keys_per_order = (
+            Delivery.objects.filter(order__product__in=self.bought)
+            .values("order")
+            .annotate(n=Count("id"))
+            .exclude(n=1)
+            .count()
+        )
+        self.report.checks["keys_sold_twice"] = twice
+        self.report.checks["mismatched_products"] = mismatched
+        if twice or mismatched or keys_per_order:
+            raise AssertionError(f"sold twice: {twice}, mismatched: {mismatched}")
+        say(f"\nno key sold twice: {Delivery.objects.count()} deliveries checked")
+
+
+def claim_plan(product: Any, *, analyze: bool = False) -> str:
+    """EXPLAIN of the very query ``lock_free_key_ids`` sends (captured, then explained inside a
+    rolled-back transaction)."""
+    from django.db import connection, transaction
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from orders import lock_objects
+
+    with transaction.atomic():
+        with CaptureQueriesContext(connection) as captured:
+            lock_objects.lock_free_key_ids(product_id=product.pk, count=1, now=timezone.now())
+        claim_sql = captured.captured_queries[-1]["sql"]
+        with connection.cursor() as cursor:
+            options = "(ANALYZE, BUFFERS, COSTS OFF)" if analyze else "(COSTS OFF)"
+            cursor.execute(f"EXPLAIN {options} {claim_sql}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        transaction.set_rollback(True)
+    return plan
+
+
+def wait_for_autovacuum(seconds: int) -> str:
+    """Give autovacuum (shop_cardkey's own thresholds, shop migration 0002) up to ``seconds`` to
+    clean the table; if it does not come in time, VACUUM ANALYZE by hand and say so."""
+    from django.db import connection
+
+    def state() -> tuple[Any, Any, int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT last_autovacuum, last_autoanalyze, n_dead_tup FROM pg_stat_user_tables"
+                " WHERE relname = 'shop_cardkey'"
+            )
+            row = cursor.fetchone()
+        return row[0], row[1], row[2]
+
+    before, _analyzed, dead = state()
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        vacuumed, analyzed, _dead = state()
+        if vacuumed != before and analyzed is not None:
+            return f"autovacuum cleaned {dead:,} dead rows after {time.monotonic() - started:.0f} s"
+        time.sleep(2)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) shop_cardkey")
+    return (
+        f"{dead:,} dead rows; autovacuum had not run after {seconds} s, so VACUUM ANALYZE by hand"
+    )
+
+
+# --- the whole run --------------------------------------------------------------------------
+def print_summary(report: Report) -> None:
+    f = report.figures
+    say("\n" + "=" * 100)
+    say(f"machine: {report.machine}")
+    say(f"setup: {report.setup}")
+    for line in report.load:
+        say(f"  {line}")
+
+    def s(d: dict[str, float], digits: int = 1, unit: str = "") -> str:
+        return Spread(d["median"], d["min"], d["max"]).fmt(digits, unit)
+
+    def pct(d: dict[str, float]) -> str:
+        return Spread(d["median"] * 100, d["min"] * 100, d["max"] * 100).fmt(1, "%")
+
+    if "buy_to_key" in f:
+        say("\nBuy → key: orders delivered/s, callback→delivered p50/p99 ms; floor tx/s; ratio")
+        for clients, row in f["buy_to_key"].items():
+            say(
+                f"  {clients:>3} buyers  {s(row['delivered_per_s'])}/s"
+                f"  p50 {s(row['callback_p50_ms'], 0)}"
+                f"  p99 {s(row['callback_p99_ms'], 0)}  | floor {s(row['floor_per_s'], 0)}/s"
+                f"  | ratio {pct(row['ratio'])}"
+            )
+    if "storefront" in f:
+        row = f["storefront"]
+        say(f"\nStorefront ({row['tool']}, {row['connections']} connections): requests/s; ratio")
+        for name in ("bare", "store", "product"):
+            ratio = f"  | ratio {pct(row[name]['ratio'])}" if "ratio" in row[name] else "  (floor)"
+            rps, p99 = s(row[name]["requests_per_s"], 0), s(row[name]["p99_ms"], 0)
+            say(f"  {name:<8} {rps}  p99 {p99} ms{ratio}")
+    if "import" in f:
+        row = f["import"]
+        say(
+            f"\nImport {row['keys']:,} keys: import_keys {s(row['seconds'], 2, ' s')}"
+            f" | floor {s(row['floor_seconds'], 2, ' s')} | ×{s(row['ratio'], 2)}"
+        )
+    if "drop" in f:
+        row = f["drop"]
+        say(
+            f"\nDrop {row['buyers']} buyers / {row['keys']} keys: delivered {row['delivered']},"
+            f" told sold out {row['sold_out_told']},"
+            f" last key delivered after {s(row['last_key_delivered_s'], 2, ' s')},"
+            f" all answered after {s(row['all_answered_s'], 2, ' s')}"
+            f" | floor {s(row['floor_last_claim_s'], 3, ' s')} | ×{s(row['ratio'], 0)}"
+        )
+    if "aging" in f:
+        row = f["aging"]
+        say(
+            f"\nAging ({row['sold']:,} sold): fresh {s(row['fresh_per_s'])}/s, aged"
+            f" {s(row['aged_per_s'])}/s | aged/fresh {pct(row['ratio'])}"
+        )
+    say(f"\nchecks: keys sold twice {report.checks.get('keys_sold_twice')}")
+
+
+@contextmanager
+def bench_environment(run_id: str) -> Iterator[dict[str, str]]:
+    """This run's database, created and migrated, and dropped afterwards whatever happens; its
+    Redis keys (cache prefix and Celery queue) deleted afterwards."""
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    params = settings.DATABASES["default"]
+    create_database(params)
+    try:
+        call_command("migrate", verbosity=0)
+        yield params
+    finally:
+        connections.close_all()
+        drop_database(params)
+        _delete_redis_keys(run_id)
+
+
+def _delete_redis_keys(run_id: str) -> None:
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    keys = list(client.scan_iter(match=f"*cardvault-bench-{run_id}*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few seconds per figure")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--only",
+        default="storefront,buy,drop,import,aging",
+        help="comma-separated subset (aging needs import)",
+    )
+    args = parser.parse_args(argv)
+    only = set(args.only.split(","))
+    scale = QUICK if args.quick else FULL
+
+    run_id = str(os.getpid())
+    os.environ["CARDVAULT_BENCH_RUN"] = run_id
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the clean-up on a kill too
+    import django
+
+    django.setup()
+    from psycopg.conninfo import make_conninfo
+
+    workers = int(os.environ.get("BENCH_GUNICORN_WORKERS", "2"))
+    threads = int(os.environ.get("BENCH_GUNICORN_THREADS", "4"))
+    report = Report(machine=machine())
+    say(f"machine: {report.machine}; load average {load_average()}")
+    started = time.monotonic()
+    with bench_environment(run_id) as params, tempfile.TemporaryDirectory() as tmp:
+        report.setup = {
+            "postgresql": server_version(params),
+            "gunicorn": f"{workers} workers × {threads} threads",
+            "database": params["NAME"],
+            "scale": "quick" if args.quick else "full",
+        }
+        dsn = make_conninfo(
+            host=params.get("HOST") or "127.0.0.1",
+            port=params.get("PORT") or 5432,
+            user=params.get("USER") or "postgres",
+            password=params.get("PASSWORD") or None,
+            dbname=params["NAME"],
+        )
+        server = Gunicorn(
+            env={**os.environ}, workers=workers, threads=threads, log=Path(tmp) / "gunicorn.log"
+        )
+        pool: LoadPool | None = None
+        try:
+            server.start()
+            pool = LoadPool(processes=os.cpu_count() or 2)
+            # Past this, each remaining figure gets one run instead of several.
+            budget = float(os.environ.get("BENCH_MAX_SECONDS", 300 if args.quick else 1500))
+            bench = Bench(scale, report, pool, server, deadline=started + budget)
+            floor = Floor(dsn)
+            steps: list[tuple[str, Callable[[], Any]]] = []
+            if "storefront" in only:
+                measured = bench.world.storefront()
+                steps.append(("storefront", lambda: bench.storefront(measured)))
+            if "buy" in only:
+                steps.append(("buy", lambda: bench.buy_to_key(floor)))
+            if "drop" in only:
+                steps.append(("drop", lambda: bench.drop(floor)))
+            imported: list[Any] = []
+            if "import" in only:
+                steps.append(("import", lambda: imported.append(bench.key_import())))
+            if "aging" in only and "import" in only:
+                steps.append(("aging", lambda: bench.aging(imported[0])))
+            for _name, step in steps:
+                step()
+            bench.no_key_sold_twice()
+        except Exception:
+            say(f"gunicorn log:\n{server.tail()}")
+            raise
+        finally:
+            if pool is not None:
+                pool.close()
+            server.stop()
+    report.setup["seconds"] = round(time.monotonic() - started)
+    print_summary(report)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(report), indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,359 @@
+"""Writes to the ledger. Every function posts inside the caller's transaction (the business
+change that causes it), except the withdrawal and settlement services, which own theirs.
+
+Posting is idempotent per ``(kind, reference)``: the same sale, refund or settlement posted twice
+(a retried task, a replayed callback) is written once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ledger import accounts
+from ledger.exceptions import UnbalancedJournal, WithdrawalNotAllowed
+from ledger.models import Account, Entry, Journal, Withdrawal
+from merchants.models import Merchant
+
+CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    account: Account
+    amount: Decimal  # debit > 0, credit < 0
+
+
+def post(
+    *,
+    kind: str,
+    reference: str,
+    currency: str,
+    lines: list[Line],
+    order_id: int | None = None,
+    merchant: Merchant | None = None,
+    memo: str = "",
+    actor: User | None = None,
+) -> Journal:
+    """Write one balanced journal, or return the one already written for ``(kind, reference)``.
+    Raises ``UnbalancedJournal`` (nothing written)."""
+    lines = [Line(line.account, line.amount.quantize(CENT)) for line in lines if line.amount]
+    if not lines or sum((line.amount for line in lines), Decimal(0)) != 0:
+        raise UnbalancedJournal(f"{kind}:{reference} does not balance")
+    if any(line.account.currency != currency for line in lines):
+        raise UnbalancedJournal(f"{kind}:{reference} mixes currencies")
+    existing = Journal.objects.filter(kind=kind, reference=reference).first()
+    if existing is not None:
+        return existing
+    try:
+        with transaction.atomic():
+            journal = Journal.objects.create(
+                kind=kind,
+                reference=reference[:80],
+                currency=currency,
+                order_id=order_id,
+                merchant=merchant,
+                memo=memo[:300],
+                created_by=actor if actor is not None and actor.is_authenticated else None,
+            )
+            Entry.objects.bulk_create(
+                Entry(journal=journal, account=line.account, amount=line.amount) for line in lines
+            )
+    except IntegrityError:
+        # Another transaction posted the same event first.
+        return Journal.objects.get(kind=kind, reference=reference)
+    return journal
+
+
+def fee_rate(merchant: Merchant) -> Decimal:
+    if merchant.fee_rate is not None:
+        return merchant.fee_rate
+    return Decimal(str(settings.PLATFORM_FEE_RATE))
+
+
+# --- sales and refunds (called from orders.services inside their transactions) -----------------
+def record_sale(*, order_id: int, merchant: Merchant, amount: Decimal, currency: str) -> Journal:
+    """A paid order: the gateway holds the money for us (clearing); the merchant is owed it
+    minus the platform fee, pending until settlement."""
+    fee = (amount * fee_rate(merchant)).quantize(CENT, rounding=ROUND_HALF_UP)
+    return post(
+        kind=Journal.Kind.SALE,
+        reference=f"order:{order_id}",
+        currency=currency,
+        order_id=order_id,
+        merchant=merchant,
+        lines=[
+            Line(accounts.clearing(currency), amount),
+            Line(accounts.merchant_pending(merchant, currency), -(amount - fee)),
+            Line(accounts.fees(currency), -fee),
+        ],
+    )
+
+
+def record_unallocated(
+    *, payment_id: int, order_id: int, amount: Decimal, currency: str
+) -> Journal:
+    """Money for an order that was already paid or closed: held for the buyer until refunded."""
+    return post(
+        kind=Journal.Kind.UNALLOCATED,
+        reference=f"payment:{payment_id}",
+        currency=currency,
+        order_id=order_id,
+        lines=[
+            Line(accounts.clearing(currency), amount),
+            Line(accounts.suspense(currency), -amount),
+        ],
+    )
+
+
+def record_refund(
+    *,
+    refund_id: int,
+    order_id: int,
+    merchant: Merchant,
+    amount: Decimal,
+    currency: str,
+    of_sale: bool,
+    funded_by_platform: bool = False,
+    actor: User | None = None,
+) -> Journal:
+    """Money back to a buyer. For a sale, the merchant gives back its share (from pending if the
+    order is not settled yet, else from available) and the platform its fee share; with
+    ``funded_by_platform`` (先行赔付) the guarantee fund pays instead and the merchant's share is
+    clawed back from its available balance at once (it may go negative)."""
+    clearing = accounts.clearing(currency)
+    reference = f"refund:{refund_id}"
+    if not of_sale:
+        return post(
+            kind=Journal.Kind.REFUND,
+            reference=reference,
+            currency=currency,
+            order_id=order_id,
+            lines=[Line(accounts.suspense(currency), amount), Line(clearing, -amount)],
+        )
+    sale = Journal.objects.get(kind=Journal.Kind.SALE, reference=f"order:{order_id}")
+    sale_amount = _line_amount(sale, accounts.clearing(currency))
+    sale_fee = -_line_amount(sale, accounts.fees(currency))
+    fee_share = (sale_fee * amount / sale_amount).quantize(CENT, rounding=ROUND_HALF_UP)
+    merchant_share = amount - fee_share
+    if funded_by_platform:
+        journal = post(
+            kind=Journal.Kind.COMPENSATION,
+            reference=reference,
+            currency=currency,
+            order_id=order_id,
+            merchant=merchant,
+            actor=actor,
+            lines=[
+                Line(accounts.guarantee(currency), merchant_share),
+                Line(accounts.fees(currency), fee_share),
+                Line(clearing, -amount),
+            ],
+        )
+        post(
+            kind=Journal.Kind.CLAWBACK,
+            reference=reference,
+            currency=currency,
+            order_id=order_id,
+            merchant=merchant,
+            actor=actor,
+            lines=[
+                Line(_merchant_source(merchant, order_id, currency), merchant_share),
+                Line(accounts.guarantee(currency), -merchant_share),
+            ],
+        )
+        return journal
+    return post(
+        kind=Journal.Kind.REFUND,
+        reference=reference,
+        currency=currency,
+        order_id=order_id,
+        merchant=merchant,
+        actor=actor,
+        lines=[
+            Line(_merchant_source(merchant, order_id, currency), merchant_share),
+            Line(accounts.fees(currency), fee_share),
+            Line(clearing, -amount),
+        ],
+    )
+
+
+def _line_amount(journal: Journal, account: Account) -> Decimal:
+    return journal.entries.filter(account=account).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+
+
+def _merchant_source(merchant: Merchant, order_id: int, currency: str) -> Account:
+    """Take a merchant's share back from pending while the order is unsettled, else from
+    available."""
+    settled = Journal.objects.filter(
+        kind=Journal.Kind.SETTLEMENT, reference=f"order:{order_id}"
+    ).exists()
+    if settled:
+        return accounts.merchant_available(merchant, currency)
+    return accounts.merchant_pending(merchant, currency)
+
+
+# --- settlement ----------------------------------------------------------------------------------
+def settle_due_orders(*, now: datetime | None = None) -> int:
+    """Move each order's net sale from pending to available once its hold has passed, unless it
+    is disputed. One short transaction per order; safe to run twice at once."""
+    from disputes.selectors import order_ids_with_open_disputes
+    from orders.models import Order
+
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.SETTLEMENT_HOLD_DAYS)
+    due = list(
+        Order.objects.filter(
+            delivered_at__lte=cutoff,
+            status__in=[Order.Status.DELIVERED, Order.Status.PARTIALLY_REFUNDED],
+            journals__kind=Journal.Kind.SALE,
+        )
+        .exclude(journals__kind=Journal.Kind.SETTLEMENT)
+        .values_list("id", flat=True)[:1000]
+    )
+    disputed = order_ids_with_open_disputes(order_ids=due)
+    settled = 0
+    for order_id in due:
+        if order_id in disputed:
+            continue
+        with transaction.atomic(durable=True):
+            order = Order.objects.select_for_update().select_related("merchant").get(pk=order_id)
+            pending = accounts.merchant_pending(order.merchant, order.currency)
+            owed = -(
+                Entry.objects.filter(account=pending, journal__order_id=order_id).aggregate(
+                    s=Sum("amount")
+                )["s"]
+                or Decimal(0)
+            )
+            if owed <= 0:
+                continue
+            journal = post(
+                kind=Journal.Kind.SETTLEMENT,
+                reference=f"order:{order_id}",
+                currency=order.currency,
+                order_id=order_id,
+                merchant=order.merchant,
+                lines=[
+                    Line(pending, owed),
+                    Line(accounts.merchant_available(order.merchant, order.currency), -owed),
+                ],
+            )
+            settled += 1 if journal.created_at >= now else 0
+    return settled
+
+
+# --- withdrawals ----------------------------------------------------------------------------------
+def request_withdrawal(
+    *, merchant: Merchant, amount: Decimal, currency: str, payout_details: str, actor: User
+) -> Withdrawal:
+    """Hold ``amount`` of the merchant's available balance for a payout staff will make. Raises
+    ``WithdrawalNotAllowed`` (nothing written)."""
+    from ledger.selectors import balance
+
+    payout_details = payout_details.strip()
+    minimum = Decimal(str(settings.WITHDRAWAL_MIN_AMOUNT))
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise WithdrawalNotAllowed(_("Use at most two decimal places."))
+    if amount < minimum:
+        raise WithdrawalNotAllowed(
+            _("The minimum withdrawal is %(min)s %(currency)s.")
+            % {"min": minimum, "currency": currency}
+        )
+    if not payout_details:
+        raise WithdrawalNotAllowed(_("Say where the money should go."))
+    with transaction.atomic(durable=True):
+        # One balance check at a time per merchant: two requests can't both spend the same money.
+        Merchant.objects.select_for_update().get(pk=merchant.pk)
+        available_account = accounts.merchant_available(merchant, currency)
+        available = balance(available_account)
+        if amount > available:
+            raise WithdrawalNotAllowed(
+                _("You can withdraw at most %(available)s %(currency)s.")
+                % {"available": max(available, Decimal(0)), "currency": currency}
+            )
+        withdrawal = Withdrawal.objects.create(
+            merchant=merchant,
+            amount=amount,
+            currency=currency,
+            payout_details=payout_details[:300],
+            requested_by=actor,
+        )
+        post(
+            kind=Journal.Kind.WITHDRAWAL_HOLD,
+            reference=f"withdrawal:{withdrawal.pk}",
+            currency=currency,
+            merchant=merchant,
+            actor=actor,
+            lines=[
+                Line(available_account, amount),
+                Line(accounts.merchant_withdrawing(merchant, currency), -amount),
+            ],
+        )
+    return withdrawal
+
+
+def mark_withdrawal_paid(*, withdrawal_id: int, payout_reference: str, actor: User) -> Withdrawal:
+    """Staff paid the money out: the held amount leaves the merchant's books."""
+    payout_reference = payout_reference.strip()
+    if not payout_reference:
+        raise WithdrawalNotAllowed(_("Record the payout reference."))
+    return _decide_withdrawal(
+        withdrawal_id=withdrawal_id,
+        status=Withdrawal.Status.PAID,
+        actor=actor,
+        payout_reference=payout_reference[:128],
+    )
+
+
+def reject_withdrawal(*, withdrawal_id: int, note: str, actor: User) -> Withdrawal:
+    """Staff refused: the held amount goes back to the merchant's available balance."""
+    return _decide_withdrawal(
+        withdrawal_id=withdrawal_id,
+        status=Withdrawal.Status.REJECTED,
+        actor=actor,
+        decision_note=note[:300],
+    )
+
+
+def _decide_withdrawal(
+    *, withdrawal_id: int, status: str, actor: User, **fields: str
+) -> Withdrawal:
+    with transaction.atomic(durable=True):
+        withdrawal = (
+            Withdrawal.objects.select_for_update().select_related("merchant").get(pk=withdrawal_id)
+        )
+        if withdrawal.status != Withdrawal.Status.REQUESTED:
+            raise WithdrawalNotAllowed(_("This withdrawal was already decided."))
+        withdrawal.status = status
+        for name, value in fields.items():
+            setattr(withdrawal, name, value)
+        withdrawal.decided_by = actor
+        withdrawal.decided_at = timezone.now()
+        withdrawal.save()
+        merchant, currency, amount = withdrawal.merchant, withdrawal.currency, withdrawal.amount
+        paid = status == Withdrawal.Status.PAID
+        post(
+            kind=Journal.Kind.WITHDRAWAL_PAID if paid else Journal.Kind.WITHDRAWAL_RELEASE,
+            reference=f"withdrawal:{withdrawal.pk}",
+            currency=currency,
+            merchant=merchant,
+            actor=actor,
+            lines=[
+                Line(accounts.merchant_withdrawing(merchant, currency), amount),
+                Line(
+                    accounts.payouts(currency)
+                    if paid
+                    else accounts.merchant_available(merchant, currency),
+                    -amount,
+                ),
+            ],
+        )
+    return withdrawal

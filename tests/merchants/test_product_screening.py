@@ -1,0 +1,198 @@
+"""Products are screened against the staff's prohibited terms: a hit holds the product for
+review (not listed, not sellable) until staff release it."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+
+from shop import services as shop_services
+from shop.exceptions import ProductReviewRefused, ProductUnavailable
+from shop.models import Product, ProhibitedTerm
+from tests.conftest import place
+from tests.factories import MerchantFactory, ProductFactory, add_keys
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def terms(db):
+    ProhibitedTerm.objects.create(term="casino")
+    ProhibitedTerm.objects.create(term="外挂")
+    ProhibitedTerm.objects.create(term="retired", is_active=False)
+
+
+@pytest.fixture
+def merchant(db):
+    return MerchantFactory(slug="shop", name="Shop")
+
+
+@pytest.fixture
+def merchant_client(merchant):
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(merchant.owner)
+    return client
+
+
+def product_post(**overrides):
+    data = {
+        "title": "Game card",
+        "slug": "game-card",
+        "variant_label": "",
+        "description": "",
+        "how_to_use": "",
+        "price": "10.00",
+        "currency": "CNY",
+        "is_active": "on",
+        "min_quantity": "1",
+        "max_quantity": "5",
+        "delivery_mode": "auto",
+        "manual_fields": "[]",
+        "sort_order": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def storefront(merchant) -> str:
+    return Client().get(f"/s/{merchant.slug}/").content.decode()
+
+
+def test_merchant_admin_holds_a_product_with_a_prohibited_term(terms, merchant, merchant_client):
+    response = merchant_client.post(
+        "/merchant/shop/product/add/",
+        product_post(title="Lucky chips", how_to_use="Redeem at the CASINO desk"),
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "held for review" in response.content.decode()
+    product = Product.objects.get(slug="game-card")
+    assert product.review_status == Product.ReviewStatus.HELD
+    assert product.review_term == "casino"
+    add_keys(product, 2)
+    assert "Lucky chips" not in storefront(merchant)
+    assert Client().get(f"/s/{merchant.slug}/p/game-card/").status_code == 404
+    assert "Lucky chips" not in Client().get("/search/?q=Lucky").content.decode()
+    with pytest.raises(ProductUnavailable):
+        place(product)
+
+
+def test_a_clean_product_is_published(terms, merchant, merchant_client):
+    merchant_client.post("/merchant/shop/product/add/", product_post(title="Retired game"))
+    product = Product.objects.get(slug="game-card")
+    assert product.review_status == Product.ReviewStatus.PUBLISHED
+    assert product.review_term == ""
+
+
+def test_width_and_case_do_not_hide_a_term(terms, merchant):
+    product = shop_services.create_product(
+        merchant=merchant, slug="p", title="ＣＡＳＩＮＯ night", price=Decimal("5.00")
+    )
+    assert (product.review_status, product.review_term) == (Product.ReviewStatus.HELD, "casino")
+    chinese = shop_services.create_product(
+        merchant=merchant, slug="q", title="游戏", description="免费外挂下载", price=Decimal("5")
+    )
+    assert (chinese.review_status, chinese.review_term) == (Product.ReviewStatus.HELD, "外挂")
+
+
+def test_editing_a_published_product_to_add_a_term_holds_it(terms, merchant, merchant_client):
+    product = ProductFactory(merchant=merchant, slug="game-card", title="Game card")
+    add_keys(product, 1)
+    assert "Game card" in storefront(merchant)
+
+    merchant_client.post(
+        f"/merchant/shop/product/{product.pk}/change/",
+        product_post(description="now with casino bonus"),
+    )
+
+    product.refresh_from_db()
+    assert product.review_status == Product.ReviewStatus.HELD
+    assert "Game card" not in storefront(merchant)
+
+
+def test_staff_release_lists_the_product_again(terms, merchant, staff_client):
+    product = shop_services.create_product(
+        merchant=merchant, slug="chips", title="Casino chips", price=Decimal("10.00")
+    )
+    add_keys(product, 2)
+    assert "Casino chips" not in storefront(merchant)
+    changelist = staff_client.get("/admin/shop/product/?review_status__exact=held")
+    assert "Casino chips" in changelist.content.decode()
+
+    response = staff_client.post(
+        "/admin/shop/product/",
+        {"action": "release_products", "_selected_action": [product.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    product.refresh_from_db()
+    assert product.review_status == Product.ReviewStatus.PUBLISHED
+    assert "Casino chips" in storefront(merchant)
+    assert place(product).order.product == product
+
+
+def test_staff_reject_keeps_it_off_and_an_edit_returns_it_to_review(
+    terms, merchant, merchant_client, staff_client
+):
+    product = shop_services.create_product(
+        merchant=merchant, slug="game-card", title="Casino chips", price=Decimal("10.00")
+    )
+    url = "/admin/shop/product/"
+    ask = staff_client.post(url, {"action": "reject_products", "_selected_action": [product.pk]})
+    assert ask.status_code == 200
+    assert "Reason" in ask.content.decode()
+    product.refresh_from_db()
+    assert product.review_status == Product.ReviewStatus.HELD
+
+    staff_client.post(
+        url,
+        {
+            "action": "reject_products",
+            "_selected_action": [product.pk],
+            "apply": "1",
+            "reason": "Gambling is not allowed.",
+        },
+    )
+
+    product.refresh_from_db()
+    assert (product.review_status, product.review_note) == (
+        Product.ReviewStatus.REJECTED,
+        "Gambling is not allowed.",
+    )
+    with pytest.raises(ProductUnavailable):
+        place(product)
+    # The merchant cleans the text: back to review, still not listed until staff release it.
+    merchant_client.post(
+        f"/merchant/shop/product/{product.pk}/change/", product_post(title="Poker chips")
+    )
+    product.refresh_from_db()
+    assert product.review_status == Product.ReviewStatus.HELD
+    assert product.review_term == "casino"  # what it was held for, kept for the reviewer
+    with pytest.raises(ProductReviewRefused):
+        shop_services.reject_product(product_id=product.pk, reason="")
+
+
+def test_a_variant_of_a_held_listing_is_not_sellable(terms, merchant):
+    listing = shop_services.create_product(
+        merchant=merchant, slug="chips", title="Casino chips", price=Decimal("10.00")
+    )
+    variant = ProductFactory(
+        merchant=merchant, slug="chips-big", title="Chips", variant_of=listing, variant_label="Big"
+    )
+    add_keys(variant, 1)
+
+    assert Client().get(f"/s/{merchant.slug}/p/chips-big/").status_code == 404
+    with pytest.raises(ProductUnavailable):
+        place(Product.objects.select_related("variant_of").get(pk=variant.pk))
+
+
+def test_prohibited_terms_are_edited_in_the_staff_admin(staff_client):
+    response = staff_client.post(
+        "/admin/shop/prohibitedterm/add/", {"term": "counterfeit", "is_active": "on", "note": ""}
+    )
+    assert response.status_code == 302
+    assert ProhibitedTerm.objects.filter(term="counterfeit", is_active=True).exists()
