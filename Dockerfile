@@ -36,6 +36,9 @@ RUN export SECRET_KEY=build-only-not-a-secret-build-only-not-a-secret-0123456789
 
 RUN useradd --system --uid 10001 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin cardvault
+# Uploads (merchant documents, dispute screenshots) are the only files the app writes; the
+# directory is owned by the app's user, and Compose mounts a named volume over it.
+RUN mkdir -p /app/media && chown cardvault /app/media
 USER cardvault
 
 EXPOSE 8000
