@@ -114,3 +114,55 @@ def test_audit_log_is_read_only_in_the_staff_admin():
         == 403
     )
     assert AuditEntry.objects.filter(pk=entry.pk).exists()
+
+
+def test_custom_admin_views_are_audited_when_they_act():
+    merchant = MerchantFactory()
+    product = ProductFactory(merchant=merchant)
+    client = merchant_client(merchant, ip="198.51.100.8")
+    url = f"/merchant/shop/product/{product.pk}/import/"
+
+    client.post(url, {"keys": ""})  # nothing to import: the form comes back, nothing happened
+    assert not AuditEntry.objects.filter(action__startswith="view:").exists()
+
+    response = client.post(url, {"keys": "AUDIT-1\nAUDIT-2\n"})
+    assert response.status_code == 302
+
+    row = AuditEntry.objects.get(action__startswith="view:")
+    assert row.action == "view:shop_product_import"
+    assert row.object_type == "merchant_admin"
+    assert row.object_id == str(product.pk)
+    assert (row.actor, row.actor_kind, row.ip) == (
+        merchant.owner,
+        AuditEntry.ActorKind.MERCHANT,
+        "198.51.100.8",
+    )
+    # The keys themselves never reach the audit log.
+    assert "AUDIT-1" not in f"{row.object_repr}{row.changes}"
+
+
+def test_an_action_confirmation_page_is_not_audited_as_done():
+    staff = UserFactory(username="ops2", is_staff=True, is_superuser=True)
+    product = ProductFactory(review_status=Product.ReviewStatus.HELD)
+    client = english_client(REMOTE_ADDR="192.0.2.20", HTTP_USER_AGENT=AGENT)
+    client.force_login(staff)
+    verify_otp(client, staff)
+
+    page = client.post(
+        "/admin/shop/product/",
+        {"action": "reject_products", "_selected_action": [str(product.pk)], "index": "0"},
+    )
+    assert page.status_code == 200  # the page asking for a reason
+    assert not AuditEntry.objects.filter(action="action:reject_products").exists()
+
+    done = client.post(
+        "/admin/shop/product/",
+        {
+            "action": "reject_products",
+            "_selected_action": [str(product.pk)],
+            "apply": "1",
+            "reason": "counterfeit",
+        },
+    )
+    assert done.status_code == 302
+    assert AuditEntry.objects.get(action="action:reject_products").actor == staff
