@@ -323,6 +323,27 @@ def _erase_risk_inputs(*, order_id: int) -> None:
     )
 
 
+def _erase_stale_refusals(*, before: datetime) -> int:
+    """Checkouts that risk control refused left a screening with no order: it keeps who was
+    screened for the velocity and blacklist counts (minutes to days), never past the retention
+    period. The outcome, rule and reason stay."""
+    if not apps.is_installed("risk"):
+        return 0
+    decision_model = apps.get_model("risk", "RiskDecision")
+    identifying = (
+        Q(ip__isnull=False)
+        | ~Q(email_hash="")
+        | ~Q(email_masked="")
+        | ~Q(device_id="")
+        | ~Q(user_agent="")
+    )
+    return int(
+        decision_model.objects.filter(order__isnull=True, created_at__lt=before)
+        .filter(identifying)
+        .update(ip=None, email_hash="", email_masked="", device_id="", user_agent="")
+    )
+
+
 def request_anonymisation(*, order: Order, now: datetime | None = None) -> Order:
     """The buyer's own request from the order page: erase now if the dispute window has passed
     and nothing is open. Idempotent (an anonymised order is returned as is). Raises
@@ -349,6 +370,7 @@ def anonymise_settled_orders(*, now: datetime | None = None, batch_size: int = 2
     now = now or timezone.now()
     days = max(retention_days(), dispute_window_days())
     settled_before = now - timedelta(days=days)
+    _erase_stale_refusals(before=now - timedelta(days=retention_days()))
     erased = 0
     after_id = 0
     while True:

@@ -635,3 +635,46 @@ def test_staff_see_full_emails(merchant_orders, client):
     page = client.get(reverse("admin:orders_order_change", args=[quiet.pk]))
     assert page.status_code == 200
     assert "bob@example.com" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_retention_job_erases_who_was_screened_in_old_refused_checkouts(settings):
+    settings.BUYER_DATA_RETENTION_DAYS = 30
+    now = timezone.now()
+    identity = {
+        "ip": "203.0.113.50",
+        "email_hash": "e" * 64,
+        "email_masked": "c***@example.com",
+        "device_id": "a" * 32,
+        "user_agent": "Refused/1.0",
+    }
+    old = RiskDecision.objects.create(
+        order=None,
+        stage="order",
+        outcome=RiskDecision.Outcome.BLOCK,
+        reason="blacklisted",
+        created_at=now - timedelta(days=31),
+        **identity,
+    )
+    recent = RiskDecision.objects.create(
+        order=None,
+        stage="order",
+        outcome=RiskDecision.Outcome.BLOCK,
+        reason="blacklisted",
+        created_at=now - timedelta(days=29),
+        **identity,
+    )
+
+    privacy.anonymise_settled_orders(now=now)
+
+    old.refresh_from_db()
+    recent.refresh_from_db()
+    assert (old.ip, old.email_hash, old.email_masked, old.device_id, old.user_agent) == (
+        None,
+        "",
+        "",
+        "",
+        "",
+    )
+    assert (old.outcome, old.reason) == (RiskDecision.Outcome.BLOCK, "blacklisted")
+    assert recent.ip == "203.0.113.50" and recent.email_hash == "e" * 64
