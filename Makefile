@@ -49,9 +49,11 @@ messages: $(STAMP)
 	$(BIN)/python manage.py makemessages -l zh_Hans -l en --ignore=.venv --ignore=tests --ignore=bench
 	$(BIN)/python manage.py compilemessages --ignore=.venv
 
-## make bench: stock and payment benchmarks against their floors (PostgreSQL and Redis as for make test)
+## make bench: hot paths against floors measured in the same run (PostgreSQL and Redis as for
+## make test; docs/performance.md). BENCH_FLAGS=--quick for a short run, --json PATH to keep it.
+BENCH_FLAGS ?=
 bench: $(STAMP)
-	DJANGO_SETTINGS_MODULE=$(TEST_SETTINGS) $(BIN)/pytest bench -o python_files='bench_*.py' -s -q -p no:randomly
+	$(BIN)/python -m bench.run $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache staticfiles

@@ -6,6 +6,7 @@ eagerly: in production the receipt email is a worker's job, not the callback req
 """
 
 import os
+from typing import Any
 
 from config.settings.test import *  # noqa: F403
 from config.settings.test import BASE_DIR, CACHES, DATABASES, REDIS_URL, TEMPLATES
@@ -14,7 +15,8 @@ RUN_ID = os.environ["CARDVAULT_BENCH_RUN"]
 
 DATABASES["default"]["NAME"] = f"cardvault_bench_{RUN_ID}"
 ROOT_URLCONF = "bench.urls"
-TEMPLATES[0]["DIRS"] = [*TEMPLATES[0]["DIRS"], BASE_DIR / "bench" / "templates"]
+_DIRS: list[Any] = TEMPLATES[0]["DIRS"]  # type: ignore[assignment]
+TEMPLATES[0]["DIRS"] = [*_DIRS, BASE_DIR / "bench" / "templates"]
 CACHES["default"]["KEY_PREFIX"] = f"cardvault-bench-{RUN_ID}"
 # Behind one reverse proxy, as in production: the load generator gives every buyer its own
 # address in X-Forwarded-For, so per-IP limits and risk rules see 200 buyers, not one.

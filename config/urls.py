@@ -17,7 +17,9 @@ urlpatterns = [
     path("", include("security.urls")),
     path("risk/", include("risk.urls")),
     path("", include("orders.urls")),
+    path("", include("reviews.urls")),  # reviews: the buyer rates a delivered order
     path("", include("disputes.urls")),  # disputes: the buyer's problem reports (by order token)
     path("", include("merchants.urls")),  # merchants: the public store application
+    path("", include("affiliates.urls")),  # affiliates: sign-up, dashboard, resale listings
     path("", include("shop.urls")),
 ]

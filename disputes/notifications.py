@@ -7,14 +7,15 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.mail import send_mail
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import timezone
 
 from disputes import services
 from disputes.models import Dispute, DisputeEvent, DisputeMessage
 from orders import tokens
 from orders.models import Order
+from orders.notifications import render_buyer_email
+from webhooks import notifications as merchant_notices
 
 
 def dispute_page_url(dispute: Dispute) -> str:
@@ -43,9 +44,12 @@ def notify_merchant_dispute_opened(*, dispute_id: int) -> bool:
         + reverse("merchant_admin:disputes_dispute_change", args=[dispute.pk]),
     }
     try:
-        subject = render_to_string("disputes/email/merchant_opened_subject.txt", context).strip()
-        text = render_to_string("disputes/email/merchant_opened.txt", context)
-        send_mail(subject, text, None, [owner_email])
+        # Text and HTML, in the merchant's language (webhooks.notifications).
+        merchant_notices.send_merchant_email(
+            merchant=dispute.order.merchant,
+            template="disputes/email/merchant_opened",
+            context=context,
+        )
     except Exception:
         services.release_merchant_notice(dispute_id=dispute.pk)
         raise
@@ -71,10 +75,10 @@ def send_buyer_event_notice(*, event_id: int) -> bool:
         "dispute_url": dispute_page_url(dispute),
     }
     try:
-        with translation.override(dispute.order.language):
-            subject = render_to_string("disputes/email/buyer_event_subject.txt", context).strip()
-            text = render_to_string("disputes/email/buyer_event.txt", context)
-        send_mail(subject, text, None, [dispute.order.email])
+        subject, text, html = render_buyer_email(
+            template="disputes/email/buyer_event", context=context, language=dispute.order.language
+        )
+        send_mail(subject, text, None, [dispute.order.email], html_message=html)
     except Exception:
         DisputeEvent.objects.filter(pk=event.pk).update(buyer_notified_at=None)
         raise
@@ -99,10 +103,12 @@ def send_buyer_message_notice(*, message_id: int) -> bool:
         "dispute_url": dispute_page_url(dispute),
     }
     try:
-        with translation.override(dispute.order.language):
-            subject = render_to_string("disputes/email/buyer_message_subject.txt", context).strip()
-            text = render_to_string("disputes/email/buyer_message.txt", context)
-        send_mail(subject, text, None, [dispute.order.email])
+        subject, text, html = render_buyer_email(
+            template="disputes/email/buyer_message",
+            context=context,
+            language=dispute.order.language,
+        )
+        send_mail(subject, text, None, [dispute.order.email], html_message=html)
     except Exception:
         DisputeMessage.objects.filter(pk=message.pk).update(buyer_notified_at=None)
         raise

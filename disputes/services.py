@@ -63,6 +63,8 @@ from orders.exceptions import RefundNotAllowed
 from orders.models import Delivery, Order, Refund
 from shop.exceptions import CardvaultError
 from shop.models import CardKey, Product
+from webhooks import services as webhook_services
+from webhooks.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -229,6 +231,9 @@ def open_dispute(
                 )
             transaction.on_commit(
                 partial(tasks.notify_merchant_dispute_opened_task.delay, dispute_id=dispute.pk)
+            )
+            webhook_services.emit_after_commit(
+                event=WebhookEvent.DISPUTE_OPENED, object_id=dispute.pk
             )
     except BaseException:
         evidence.delete_screenshot(stored)
@@ -644,6 +649,8 @@ def _replace_key(
     if new_key_id is None:
         raise ReplacementOutOfStock(f"product {order.product_id}: no free key")
     CardKey.objects.filter(pk=bad.pk).update(status=CardKey.Status.BURNED)
+    if order.product.low_stock_threshold is not None:  # the replacement came out of stock
+        webhook_services.check_low_stock_after_commit(product_id=order.product_id)
     return Delivery.objects.create(order=order, card_key_id=new_key_id)
 
 

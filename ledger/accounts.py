@@ -1,15 +1,30 @@
 """The chart of accounts: platform accounts and each merchant's, created on first use."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ledger.models import Account
 from merchants.models import Merchant
+
+if TYPE_CHECKING:
+    from affiliates.models import Affiliate
 
 DEBIT = Account.Normal.DEBIT
 CREDIT = Account.Normal.CREDIT
 
 
-def get(code: str, currency: str, normal: str, merchant: Merchant | None = None) -> Account:
+def get(
+    code: str,
+    currency: str,
+    normal: str,
+    merchant: Merchant | None = None,
+    affiliate: Affiliate | None = None,
+) -> Account:
     account, _created = Account.objects.get_or_create(
-        code=code, currency=currency, defaults={"normal": normal, "merchant": merchant}
+        code=code,
+        currency=currency,
+        defaults={"normal": normal, "merchant": merchant, "affiliate": affiliate},
     )
     return account
 
@@ -48,3 +63,12 @@ def merchant_available(merchant: Merchant, currency: str) -> Account:
 
 def merchant_withdrawing(merchant: Merchant, currency: str) -> Account:
     return get(f"merchant:{merchant.pk}:withdrawing", currency, CREDIT, merchant)
+
+
+def affiliate_available(affiliate: Affiliate, currency: str) -> Account:
+    """Commission earned on settled sales; withdrawable; may go negative after a reversal."""
+    return get(f"affiliate:{affiliate.pk}:available", currency, CREDIT, affiliate=affiliate)
+
+
+def affiliate_withdrawing(affiliate: Affiliate, currency: str) -> Account:
+    return get(f"affiliate:{affiliate.pk}:withdrawing", currency, CREDIT, affiliate=affiliate)

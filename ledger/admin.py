@@ -29,6 +29,7 @@ from ledger import selectors, services
 from ledger.exceptions import WithdrawalNotAllowed
 from ledger.models import Account, Entry, Journal, Withdrawal
 from merchants.admin import MerchantScopedAdmin, merchant_site
+from merchants.admin_analytics import csv_cell
 from orders.admin import ReadOnlyAdmin
 
 STATEMENT_PAGE_SIZE = 200
@@ -175,16 +176,20 @@ def _statement_csv(entries: QuerySet[Entry], *, filename: str) -> StreamingHttpR
         yield writer.writerow(header)
         for entry in entries.iterator(chunk_size=2000):
             # Shown as the merchant sees it: money owed to it is positive.
+            # Every cell through csv_cell: a memo must never run as a spreadsheet formula.
             yield writer.writerow(
                 [
-                    entry.journal.created_at.isoformat(),
-                    entry.journal.kind,
-                    entry.journal.reference,
-                    entry.journal.order.number if entry.journal.order else "",
-                    entry.account.code.rsplit(":", 1)[-1],
-                    entry.account.currency,
-                    f"{-entry.amount:.2f}",
-                    entry.journal.memo,
+                    csv_cell(cell)
+                    for cell in (
+                        entry.journal.created_at.isoformat(),
+                        entry.journal.kind,
+                        entry.journal.reference,
+                        entry.journal.order.number if entry.journal.order else "",
+                        entry.account.code.rsplit(":", 1)[-1],
+                        entry.account.currency,
+                        f"{-entry.amount:.2f}",
+                        entry.journal.memo,
+                    )
                 ]
             )
 
@@ -219,7 +224,7 @@ class JournalAdmin(ReadOnlyAdmin):
 
 @admin.register(Account)
 class AccountAdmin(ReadOnlyAdmin):
-    list_display = ("code", "currency", "normal", "merchant", "current_balance")
+    list_display = ("code", "currency", "normal", "merchant", "affiliate", "current_balance")
     list_filter = ("currency", "normal")
     search_fields = ("code",)
 
@@ -232,6 +237,7 @@ class AccountAdmin(ReadOnlyAdmin):
             **(extra_context or {}),
             "unbalanced": selectors.unbalanced_journal_ids(),
             "trial_balance": selectors.trial_balance(),
+            "misowned": selectors.misowned_account_ids(),
         }
         return super().changelist_view(request, extra_context=extra)
 

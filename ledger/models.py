@@ -29,6 +29,14 @@ class Account(models.Model):
         related_name="accounts",
         verbose_name=_("merchant"),
     )
+    affiliate = models.ForeignKey(
+        "affiliates.Affiliate",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="accounts",
+        verbose_name=_("affiliate"),
+    )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
 
     class Meta:
@@ -60,6 +68,8 @@ class Journal(models.Model):
         WITHDRAWAL_HOLD = "withdrawal_hold", _("Withdrawal requested")
         WITHDRAWAL_RELEASE = "withdrawal_release", _("Withdrawal rejected")
         WITHDRAWAL_PAID = "withdrawal_paid", _("Withdrawal paid")
+        COMMISSION = "commission", _("Affiliate commission")
+        COMMISSION_REVERSAL = "commission_reversal", _("Affiliate commission reversed")
 
     kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices)
     reference = models.CharField(_("reference"), max_length=80)

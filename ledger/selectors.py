@@ -78,6 +78,29 @@ def unbalanced_journal_ids() -> list[int]:
     )
 
 
+def misowned_account_ids() -> list[int]:
+    """Accounts whose owner does not match their code (must always be empty): ``merchant:<id>:…``
+    belongs to merchant <id> only, ``affiliate:<id>:…`` to affiliate <id> only, ``platform:…``
+    to nobody."""
+    bad: list[int] = []
+    rows = Account.objects.values_list("id", "code", "merchant_id", "affiliate_id")
+    for account_id, code, merchant_id, affiliate_id in rows:
+        kind, _sep, rest = code.partition(":")
+        owner = rest.split(":", 1)[0]
+        expected = {
+            "merchant": (owner, None),
+            "affiliate": (None, owner),
+            "platform": (None, None),
+        }.get(kind)
+        actual = (
+            str(merchant_id) if merchant_id is not None else None,
+            str(affiliate_id) if affiliate_id is not None else None,
+        )
+        if expected is None or actual != expected:
+            bad.append(account_id)
+    return bad
+
+
 def trial_balance() -> dict[str, Decimal]:
     """Sum of every entry per currency: zero when the books balance."""
     rows = Entry.objects.values("account__currency").annotate(s=Sum("amount"))

@@ -22,6 +22,7 @@ from ledger import accounts
 from ledger.exceptions import UnbalancedJournal, WithdrawalNotAllowed
 from ledger.models import Account, Entry, Journal, Withdrawal
 from merchants.models import Merchant
+from webhooks import notifications as merchant_notices
 
 CENT = Decimal("0.01")
 
@@ -82,7 +83,22 @@ def fee_rate(merchant: Merchant) -> Decimal:
 # --- sales and refunds (called from orders.services inside their transactions) -----------------
 def record_sale(*, order_id: int, merchant: Merchant, amount: Decimal, currency: str) -> Journal:
     """A paid order: the gateway holds the money for us (clearing); the merchant is owed it
-    minus the platform fee, pending until settlement."""
+    minus the platform fee, pending until settlement. A reseller's order is split between the
+    supplier (``merchant``) and the reseller (``affiliates.services.resale_sale_lines``)."""
+    from affiliates import services as affiliate_services
+
+    resale_lines = affiliate_services.resale_sale_lines(
+        order_id=order_id, supplier=merchant, amount=amount, currency=currency
+    )
+    if resale_lines is not None:
+        return post(
+            kind=Journal.Kind.SALE,
+            reference=f"order:{order_id}",
+            currency=currency,
+            order_id=order_id,
+            merchant=merchant,
+            lines=resale_lines,
+        )
     fee = (amount * fee_rate(merchant)).quantize(CENT, rounding=ROUND_HALF_UP)
     return post(
         kind=Journal.Kind.SALE,
@@ -128,7 +144,11 @@ def record_refund(
     """Money back to a buyer. For a sale, the merchant gives back its share (from pending if the
     order is not settled yet, else from available) and the platform its fee share; with
     ``funded_by_platform`` (先行赔付) the guarantee fund pays instead and the merchant's share is
-    clawed back from its available balance at once (it may go negative)."""
+    clawed back from its available balance at once (it may go negative). A reseller's order takes
+    the reseller's margin share back from the reseller; an affiliate's credited commission is
+    reversed in proportion (``affiliates.services.reverse_commission``)."""
+    from affiliates import services as affiliate_services
+
     clearing = accounts.clearing(currency)
     reference = f"refund:{refund_id}"
     if not of_sale:
@@ -144,6 +164,14 @@ def record_refund(
     sale_fee = -_line_amount(sale, accounts.fees(currency))
     fee_share = (sale_fee * amount / sale_amount).quantize(CENT, rounding=ROUND_HALF_UP)
     merchant_share = amount - fee_share
+    share_lines = _merchant_share_lines(merchant, order_id, currency, merchant_share)
+    affiliate_services.reverse_commission(
+        refund_id=refund_id,
+        order_id=order_id,
+        amount=amount,
+        merchant_share=merchant_share,
+        currency=currency,
+    )
     if funded_by_platform:
         journal = post(
             kind=Journal.Kind.COMPENSATION,
@@ -165,10 +193,7 @@ def record_refund(
             order_id=order_id,
             merchant=merchant,
             actor=actor,
-            lines=[
-                Line(_merchant_source(merchant, order_id, currency), merchant_share),
-                Line(accounts.guarantee(currency), -merchant_share),
-            ],
+            lines=[*share_lines, Line(accounts.guarantee(currency), -merchant_share)],
         )
         return journal
     return post(
@@ -178,11 +203,7 @@ def record_refund(
         order_id=order_id,
         merchant=merchant,
         actor=actor,
-        lines=[
-            Line(_merchant_source(merchant, order_id, currency), merchant_share),
-            Line(accounts.fees(currency), fee_share),
-            Line(clearing, -amount),
-        ],
+        lines=[*share_lines, Line(accounts.fees(currency), fee_share), Line(clearing, -amount)],
     )
 
 
@@ -190,7 +211,25 @@ def _line_amount(journal: Journal, account: Account) -> Decimal:
     return journal.entries.filter(account=account).aggregate(s=Sum("amount"))["s"] or Decimal(0)
 
 
-def _merchant_source(merchant: Merchant, order_id: int, currency: str) -> Account:
+def _merchant_share_lines(
+    merchant: Merchant, order_id: int, currency: str, share: Decimal
+) -> list[Line]:
+    """What the seller side gives back of a refund: all from the merchant, or, for a reseller's
+    order, split between supplier and reseller as the sale was."""
+    from affiliates import services as affiliate_services
+
+    reseller_line = affiliate_services.resale_refund_line(
+        order_id=order_id, share=share, currency=currency
+    )
+    if reseller_line is None:
+        return [Line(merchant_source(merchant, order_id, currency), share)]
+    return [
+        Line(merchant_source(merchant, order_id, currency), share - reseller_line.amount),
+        reseller_line,
+    ]
+
+
+def merchant_source(merchant: Merchant, order_id: int, currency: str) -> Account:
     """Take a merchant's share back from pending while the order is unsettled, else from
     available."""
     settled = Journal.objects.filter(
@@ -205,6 +244,7 @@ def _merchant_source(merchant: Merchant, order_id: int, currency: str) -> Accoun
 def settle_due_orders(*, now: datetime | None = None) -> int:
     """Move each order's net sale from pending to available once its hold has passed, unless it
     is disputed. One short transaction per order; safe to run twice at once."""
+    from affiliates import services as affiliate_services
     from disputes.selectors import order_ids_with_open_disputes
     from orders.models import Order
 
@@ -217,6 +257,9 @@ def settle_due_orders(*, now: datetime | None = None) -> int:
             journals__kind=Journal.Kind.SALE,
         )
         .exclude(journals__kind=Journal.Kind.SETTLEMENT)
+        # A commission without a settlement took the merchant's whole share (capped at it):
+        # nothing is left to settle, and the order must not fill every batch forever.
+        .exclude(journals__kind=Journal.Kind.COMMISSION)
         .values_list("id", flat=True)[:1000]
     )
     disputed = order_ids_with_open_disputes(order_ids=due)
@@ -226,6 +269,9 @@ def settle_due_orders(*, now: datetime | None = None) -> int:
             continue
         with transaction.atomic(durable=True):
             order = Order.objects.select_for_update().select_related("merchant").get(pk=order_id)
+            # The affiliate's commission comes out of the merchant's pending share first, and a
+            # reseller's margin settles with the supplier's share.
+            affiliate_services.settle_order_extras(order=order)
             pending = accounts.merchant_pending(order.merchant, order.currency)
             owed = -(
                 Entry.objects.filter(account=pending, journal__order_id=order_id).aggregate(
@@ -297,6 +343,9 @@ def request_withdrawal(
                 Line(accounts.merchant_withdrawing(merchant, currency), -amount),
             ],
         )
+        merchant_notices.queue_notice_after_commit(
+            kind="withdrawal_requested", object_id=withdrawal.pk
+        )
     return withdrawal
 
 
@@ -355,5 +404,8 @@ def _decide_withdrawal(
                     -amount,
                 ),
             ],
+        )
+        merchant_notices.queue_notice_after_commit(
+            kind="withdrawal_paid" if paid else "withdrawal_rejected", object_id=withdrawal.pk
         )
     return withdrawal

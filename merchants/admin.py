@@ -14,7 +14,7 @@ from django.db.models import ForeignKey, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -49,10 +49,17 @@ class MerchantAdminSite(admin.AdminSite):
     site_title = gettext_lazy("Merchant centre")
     index_title = gettext_lazy("Your store")
     login_form = MerchantLoginForm
+    index_template = "admin/merchants/merchant_index.html"
 
     def has_permission(self, request: HttpRequest) -> bool:
         merchant = current_merchant(request)
         return merchant is not None
+
+    def get_urls(self) -> list[URLPattern | URLResolver]:
+        # Pages that are no single model's: the analytics dashboard and the customer list.
+        from merchants.admin_analytics import site_urls
+
+        return [*site_urls(self), *super().get_urls()]
 
 
 merchant_site = MerchantAdminSite(name="merchant_admin")
@@ -184,6 +191,7 @@ class MerchantProductAdmin(MerchantScopedAdmin):
         ("min_quantity", "max_quantity"),
         "delivery_mode",
         "reusable_cap",
+        "low_stock_threshold",
         "manual_fields",
         "sort_order",
     )
@@ -330,6 +338,8 @@ class MerchantOrderAdmin(MerchantScopedAdmin):
         "product",
         "quantity",
         "unit_price",
+        "discount",
+        "coupon",
         "amount",
         "currency",
         "status",

@@ -250,3 +250,70 @@ class MerchantInspection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.report} {self.merchant}: {self.level}"
+
+
+class ProductViewDay(models.Model):
+    """Product page views of one product on one day (the site's time zone): the first step of the
+    analytics funnel. ``services.record_product_view`` counts a view in Redis (one ``HINCRBY``)
+    and ``services.flush_product_views`` (beat, every minute) copies the day's totals here; without
+    Redis a view is one ``INSERT … ON CONFLICT DO UPDATE`` on this table."""
+
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="+", verbose_name=_("merchant")
+    )
+    product = models.ForeignKey(
+        "shop.Product", on_delete=models.CASCADE, related_name="+", verbose_name=_("product")
+    )
+    day = models.DateField(_("day"))
+    views = models.PositiveBigIntegerField(_("views"), default=0)
+
+    class Meta:
+        verbose_name = _("product views per day")
+        verbose_name_plural = _("product views per day")
+        constraints = [
+            models.UniqueConstraint(fields=["product", "day"], name="productviewday_unique"),
+        ]
+        indexes = [models.Index(fields=["merchant", "day"], name="productviewday_merchant_day")]
+
+    def __str__(self) -> str:
+        return f"{self.product_id} {self.day}: {self.views}"
+
+
+class CustomerNote(models.Model):
+    """A merchant's private tags and note on one customer. Customers have no account: they are
+    the buyer e-mails of the merchant's orders, named here by ``customer_key`` (a per-merchant
+    SHA-256 of the lower-cased address, ``merchants.customers.customer_key``), so the table holds
+    no e-mail address and a key of one merchant means nothing at another."""
+
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.CASCADE, related_name="+", verbose_name=_("merchant")
+    )
+    customer_key = models.CharField(_("customer key"), max_length=64)
+    # Stored as ",vip,reseller," so one tag is found with a plain ``contains`` on any database.
+    tags = models.CharField(_("tags"), max_length=400, blank=True)
+    note = models.TextField(_("private note"), max_length=2000, blank=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("updated by"),
+    )
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("customer note")
+        verbose_name_plural = _("customer notes")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["merchant", "customer_key"], name="customernote_one_per_customer"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.merchant_id}:{self.customer_key[:8]}"
+
+    @property
+    def tag_list(self) -> list[str]:
+        return [tag for tag in self.tags.split(",") if tag]

@@ -12,20 +12,22 @@ from __future__ import annotations
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import Any
 
+import redis
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
 from merchants import selectors
 from merchants.exceptions import (
@@ -36,13 +38,16 @@ from merchants.exceptions import (
 from merchants.lock_objects import lock_application
 from merchants.models import (
     ApplicationDocument,
+    CustomerNote,
     InspectionReport,
     Merchant,
     MerchantApplication,
     MerchantInspection,
     MerchantMembership,
+    ProductViewDay,
 )
 from shop import uploads
+from shop.models import Product
 
 logger = logging.getLogger(__name__)
 
@@ -400,3 +405,171 @@ def claim_suspension_notice(*, inspection_id: int) -> bool:
 
 def release_suspension_notice(*, inspection_id: int) -> None:
     MerchantInspection.objects.filter(pk=inspection_id).update(merchant_notified_at=None)
+
+
+# --- analytics and customers -------------------------------------------------------------------
+MAX_TAGS = 10
+MAX_TAG_LENGTH = 30
+# Product page views: per-day Redis hashes (product id → views), flushed to ProductViewDay.
+VIEW_COUNTER_TTL_SECONDS = 4 * 24 * 3600
+VIEW_FLUSH_DAYS = 3
+VIEW_DAY_CLOSED_AFTER = timedelta(hours=1)
+VIEW_REDIS_TIMEOUT = 0.5
+_VIEWS_CLIENTS: dict[str, Any] = {}
+
+
+def _views_key(day: date) -> str:
+    from django.core.cache import cache
+
+    return cache.make_key(f"product-views:{day.isoformat()}")
+
+
+def _views_redis() -> Any:
+    """A client of the cache's Redis, or None without one (the embedded demo: local-memory cache
+    and SQLite), where views go straight to the database."""
+    cache_settings = settings.CACHES["default"]
+    if "redis" not in cache_settings["BACKEND"].lower() or connection.vendor != "postgresql":
+        return None
+    location = cache_settings["LOCATION"]
+    client = _VIEWS_CLIENTS.get(location)
+    if client is None:
+        client = redis.Redis.from_url(
+            location, socket_timeout=VIEW_REDIS_TIMEOUT, socket_connect_timeout=VIEW_REDIS_TIMEOUT
+        )
+        _VIEWS_CLIENTS[location] = client
+    return client
+
+
+def record_product_view(*, product_id: int, merchant_id: int, now: datetime | None = None) -> None:
+    """Count one product page view for today (the site's time zone). With Redis (every real
+    deployment): one ``HINCRBY`` on the day's hash, no database write; ``flush_product_views``
+    copies the day's totals into ``ProductViewDay`` every minute. Without Redis: one
+    ``INSERT … ON CONFLICT DO UPDATE views = views + 1``. Fail-safe: an error loses this view,
+    never the page."""
+    day = timezone.localdate(now or timezone.now(), timezone.get_default_timezone())
+    client = _views_redis()
+    if client is not None:
+        key = _views_key(day)
+        try:
+            client.pipeline(transaction=False).hincrby(key, str(product_id), 1).expire(
+                key, VIEW_COUNTER_TTL_SECONDS
+            ).execute()
+        except (RedisError, OSError):
+            logger.warning("product view not counted", extra={"product_id": product_id})
+        return
+    table = connection.ops.quote_name(ProductViewDay._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (merchant_id, product_id, day, views) VALUES (%s, %s, %s, 1) "  # noqa: S608  (table name from the model)
+        f"ON CONFLICT (product_id, day) DO UPDATE SET views = {table}.views + 1"
+    )
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [merchant_id, product_id, day])
+    except DatabaseError:
+        logger.warning("product view not counted", extra={"product_id": product_id})
+
+
+def flush_product_views(*, now: datetime | None = None) -> int:
+    """Copy the Redis view totals of today and the ``VIEW_FLUSH_DAYS - 1`` days before into
+    ``ProductViewDay``; returns the rows written. Redis holds each day's running *total* per
+    product, and a row takes ``GREATEST(row, total)``: running twice, or at once, writes the same
+    numbers (idempotent). A past day's hash is deleted once ``VIEW_DAY_CLOSED_AFTER`` has passed
+    since its end and its totals are in; products deleted meanwhile are skipped."""
+    client = _views_redis()
+    if client is None:
+        return 0
+    now = now or timezone.now()
+    tz = timezone.get_default_timezone()
+    today = timezone.localdate(now, tz)
+    table = connection.ops.quote_name(ProductViewDay._meta.db_table)
+    products = connection.ops.quote_name(Product._meta.db_table)
+    sql = (
+        f"INSERT INTO {table} (merchant_id, product_id, day, views) "  # noqa: S608  (table names from the models)
+        f"SELECT p.merchant_id, p.id, %s, v.views "
+        f"FROM UNNEST(%s::bigint[], %s::bigint[]) AS v(product_id, views) "
+        f"JOIN {products} p ON p.id = v.product_id "
+        f"ON CONFLICT (product_id, day) DO UPDATE SET views = EXCLUDED.views "
+        f"WHERE {table}.views < EXCLUDED.views"
+    )
+    written = 0
+    for back in range(VIEW_FLUSH_DAYS - 1, -1, -1):
+        day = today - timedelta(days=back)
+        key = _views_key(day)
+        totals = client.hgetall(key)
+        if totals:
+            ids = [int(product_id) for product_id in totals]
+            views = [int(count) for count in totals.values()]
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(sql, [day, ids, views])
+                written += cursor.rowcount
+        day_end = datetime.combine(day + timedelta(days=1), time.min, tzinfo=tz)
+        if day < today and now >= day_end + VIEW_DAY_CLOSED_AFTER:
+            client.delete(key)
+    return written
+
+
+def normalise_tags(raw: str) -> list[str]:
+    """``"VIP, reseller,,vip"`` → ``["vip", "reseller"]``: lower case, no commas, at most
+    ``MAX_TAGS`` of at most ``MAX_TAG_LENGTH`` characters, first spelling wins."""
+    tags: list[str] = []
+    for part in raw.split(","):
+        tag = " ".join(part.split()).lower()[:MAX_TAG_LENGTH]
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags[:MAX_TAGS]
+
+
+def forget_erased_customer(*, merchant_id: int, email: str) -> int:
+    """Called when a buyer's data is erased from one of the merchant's orders (``email`` is the
+    address it had): once no order of this merchant still carries the address, the merchant's
+    tags and note on that customer are deleted too, so they neither outlive the erasure nor
+    re-attach if the buyer comes back. Returns the notes deleted (0 or 1)."""
+    from django.db.models.functions import Lower
+
+    from merchants.customers import customer_key
+    from orders.models import Order
+
+    # Lower-cased by the database, as the customer list groups (``customers._named_orders``).
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT LOWER(%s)", [email])
+        buyer = cursor.fetchone()[0]
+    still_named = (
+        Order.objects.filter(merchant_id=merchant_id, anonymised_at__isnull=True)
+        .annotate(buyer=Lower("email"))
+        .filter(buyer=buyer)
+    )
+    if still_named.exists():
+        return 0
+    key = customer_key(merchant_id=merchant_id, buyer=buyer)
+    deleted, _by_model = CustomerNote.objects.filter(
+        merchant_id=merchant_id, customer_key=key
+    ).delete()
+    return deleted
+
+
+def save_customer_note(
+    *, merchant: Merchant, customer_key: str, tags: str, note: str, actor: Any
+) -> CustomerNote | None:
+    """Set a merchant's tags and private note on one customer (by ``customer_key``; the caller
+    checked that the key is one of this merchant's customers). One upsert, no lock; the last
+    writer wins. Empty tags and note delete the row and return None."""
+    tag_list = normalise_tags(tags)
+    note = note.strip()
+    if not tag_list and not note:
+        CustomerNote.objects.filter(merchant=merchant, customer_key=customer_key).delete()
+        return None
+    row = CustomerNote(
+        merchant=merchant,
+        customer_key=customer_key,
+        tags=f",{','.join(tag_list)}," if tag_list else "",
+        note=note,
+        updated_by=actor,
+    )
+    row.full_clean(validate_unique=False, validate_constraints=False)
+    CustomerNote.objects.bulk_create(
+        [row],
+        update_conflicts=True,
+        unique_fields=["merchant", "customer_key"],
+        update_fields=["tags", "note", "updated_by", "updated_at"],
+    )
+    return row

@@ -47,3 +47,11 @@ def inspect_merchants_task() -> int:
     from merchants import services
 
     return services.run_daily_inspection().pk
+
+
+@shared_task
+def flush_product_views_task() -> int:
+    """Copy the product page view counters from Redis into ProductViewDay (idempotent)."""
+    from merchants import services
+
+    return services.flush_product_views()

@@ -30,8 +30,21 @@ class Order(models.Model):
         Product, on_delete=models.PROTECT, related_name="orders", verbose_name=_("product")
     )
     quantity = models.PositiveIntegerField(_("quantity"))
+    # The unit price charged: the product's price or its wholesale tier for the quantity.
     unit_price = models.DecimalField(_("unit price"), max_digits=12, decimal_places=2)
+    # What the buyer pays: unit_price × quantity − discount.
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
+    discount = models.DecimalField(
+        _("discount"), max_digits=12, decimal_places=2, default=Decimal("0.00")
+    )
+    coupon = models.ForeignKey(
+        "promotions.Coupon",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="orders",
+        verbose_name=_("coupon"),
+    )
     currency = models.CharField(_("currency"), max_length=4, choices=CURRENCIES)
     status = models.CharField(
         _("status"), max_length=24, choices=Status.choices, default=Status.PENDING
@@ -93,6 +106,9 @@ class Order(models.Model):
             ),
             models.CheckConstraint(condition=models.Q(quantity__gte=1), name="order_quantity_min"),
             models.CheckConstraint(condition=models.Q(amount__gt=0), name="order_amount_positive"),
+            models.CheckConstraint(
+                condition=models.Q(discount__gte=0), name="order_discount_not_negative"
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "expires_at"], name="order_status_expiry"),

@@ -2,12 +2,27 @@
 keys themselves: mail is stored in plaintext on every server it passes, the link is not useful
 without the buyer's inbox."""
 
+from typing import Any
+
 from django.core.mail import send_mail
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
 from orders import selectors, services
 from orders.models import Order
+from webhooks import notifications as merchant_notices
+
+
+def render_buyer_email(
+    *, template: str, context: dict[str, Any], language: str
+) -> tuple[str, str, str]:
+    """Subject, text and HTML of a buyer e-mail (``<template>_subject.txt``, ``.txt`` and
+    ``.html``) in ``language``, the one the buyer ordered in."""
+    with translation.override(language):
+        subject = " ".join(render_to_string(f"{template}_subject.txt", context).split())
+        text = render_to_string(f"{template}.txt", context)
+        html = render_to_string(f"{template}.html", context)
+    return subject, text, html
 
 
 def send_order_receipt(*, order_id: int) -> bool:
@@ -19,10 +34,9 @@ def send_order_receipt(*, order_id: int) -> bool:
         return False
     context = {"order": order, "order_url": selectors.order_page_url(order)}
     try:
-        with translation.override(order.language):
-            subject = render_to_string("orders/email/receipt_subject.txt", context).strip()
-            text = render_to_string("orders/email/receipt.txt", context)
-            html = render_to_string("orders/email/receipt.html", context)
+        subject, text, html = render_buyer_email(
+            template="orders/email/receipt", context=context, language=order.language
+        )
         send_mail(subject, text, None, [order.email], html_message=html)
     except Exception:
         services.release_receipt_claim(order_id=order.pk)
@@ -37,11 +51,13 @@ def notify_merchant_order_paid(*, order_id: int) -> bool:
     owner_email = order.merchant.owner.email
     if not owner_email or not services.claim_merchant_notice(order_id=order.pk):
         return False
-    context = {"order": order}
     try:
-        subject = render_to_string("orders/email/merchant_manual_subject.txt", context).strip()
-        text = render_to_string("orders/email/merchant_manual.txt", context)
-        send_mail(subject, text, None, [owner_email])
+        # Text and HTML, in the merchant's language (webhooks.notifications); never the keys.
+        merchant_notices.send_merchant_email(
+            merchant=order.merchant,
+            template="orders/email/merchant_manual",
+            context={"order": order},
+        )
     except Exception:
         services.release_merchant_notice_claim(order_id=order.pk)
         raise
@@ -62,11 +78,11 @@ def send_refund_notice(*, refund_id: int) -> bool:
         return False
     order = refund.order
     context = {"order": order, "refund": refund, "order_url": selectors.order_page_url(order)}
-    with translation.override(order.language):
-        subject = render_to_string("orders/email/refund_subject.txt", context).strip()
-        text = render_to_string("orders/email/refund.txt", context)
     try:
-        send_mail(subject, text, None, [order.email])
+        subject, text, html = render_buyer_email(
+            template="orders/email/refund", context=context, language=order.language
+        )
+        send_mail(subject, text, None, [order.email], html_message=html)
     except Exception:
         Refund.objects.filter(pk=refund.pk).update(buyer_notified_at=None)
         raise

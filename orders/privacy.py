@@ -307,6 +307,10 @@ def anonymise_order(
                 remote_ip=None, headers=headers
             )
         _erase_risk_inputs(order_id=order.pk)
+        # The merchant's CRM tags and note on this buyer go once no order of theirs names them.
+        from merchants.services import forget_erased_customer
+
+        forget_erased_customer(merchant_id=order.merchant_id, email=order.email)
     logger.info("order personal data anonymised", extra={"order_id": order_id})
     return True
 

@@ -9,6 +9,7 @@ call ever happens while a lock is held.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -58,6 +59,8 @@ from orders.models import (
     PaymentNotification,
     Refund,
 )
+from promotions import selectors as promotions_selectors
+from promotions import services as promotions_services
 from risk import screening as risk_screening
 from risk import services as risk_services
 from risk.exceptions import RiskRefused
@@ -66,6 +69,8 @@ from shop import vault
 from shop.exceptions import CardvaultError, ProductUnavailable
 from shop.manual_fields import clean_manual_inputs
 from shop.models import CardKey, Product
+from webhooks import services as webhook_services
+from webhooks.models import WebhookEvent
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +125,18 @@ def place_order(
     now: datetime | None = None,
     device_id: str = "",
     captcha_passed: bool = False,
+    unit_price: Decimal | None = None,
+    attach: Callable[[Order], object] | None = None,
+    coupon_code: str = "",
 ) -> PlacedOrder:
     """Create a pending order and reserve its stock for ``ORDER_TTL_MINUTES``.
+
+    ``unit_price`` replaces the product's price (a reseller's price; ``affiliates``);
+    ``attach(order)`` runs inside the transaction once the order holds its stock, to record
+    order-linked facts (referral, resale); whatever it raises rolls the order back.
+    Pricing (``promotions``): the wholesale tier's unit price for ``quantity``, then
+    ``coupon_code``'s discount; the coupon's use is counted under its row lock, the last lock
+    taken (``CouponRejected``, an ``InvalidOrderInput``, when it does not apply).
 
     Screened by the risk rules first (``risk.services.screen_checkout``; ``captcha_passed``: the
     edge verified a captcha for this checkout). Locks: per-buyer advisory locks, then free keys
@@ -163,6 +178,16 @@ def place_order(
             errors.update(exc.message_dict)
     if errors:
         raise InvalidOrderInput("invalid order input", errors=errors)
+    # Wholesale tier (or the given unit price), then the coupon; a bad code is rejected here,
+    # before anything is written, and checked again under the coupon's lock below.
+    quote = promotions_selectors.quote_order(
+        product=product,
+        quantity=quantity,
+        unit_price=unit_price,
+        coupon_code=coupon_code,
+        email=email,
+        now=now,
+    )
 
     number = tokens.new_order_number()
     nonce = tokens.new_token_nonce()
@@ -170,7 +195,8 @@ def place_order(
     # The slow password hash runs before the transaction, never while holding key locks.
     password_hash = make_password(query_password) if query_password else ""
     expires_at = now + timedelta(minutes=settings.ORDER_TTL_MINUTES)
-    amount = (product.price * quantity).quantize(CENT)
+    price = quote.unit_price
+    amount = quote.amount
     buyer = risk_screening.Buyer(
         ip=buyer_ip, email=email, device_id=device_id, user_agent=user_agent
     )
@@ -191,7 +217,10 @@ def place_order(
             order = _create_order(
                 product=product,
                 quantity=quantity,
+                unit_price=price,
                 amount=amount,
+                discount=quote.discount,
+                coupon_id=quote.coupon.pk if quote.coupon is not None else None,
                 number=number,
                 nonce=nonce,
                 token=token,
@@ -204,6 +233,19 @@ def place_order(
                 expires_at=expires_at,
                 now=now,
             )
+            if attach is not None:
+                attach(order)
+            if quote.coupon is not None:
+                # Last lock of the transaction (the coupon row), after the order's keys.
+                promotions_services.redeem_coupon(
+                    coupon_id=quote.coupon.pk,
+                    order=order,
+                    product=product,
+                    subtotal=quote.subtotal,
+                    email=email,
+                    expected_discount=quote.discount,
+                    now=now,
+                )
             risk_services.record_screening(screening=screening, order=order, now=now)
     except RiskRefused as exc:
         risk_services.record_refusal(screening=exc.screening)
@@ -215,7 +257,10 @@ def _create_order(
     *,
     product: Product,
     quantity: int,
+    unit_price: Decimal,
     amount: Decimal,
+    discount: Decimal,
+    coupon_id: int | None,
     number: str,
     nonce: str,
     token: str,
@@ -234,8 +279,10 @@ def _create_order(
         merchant_id=product.merchant_id,
         product=product,
         quantity=quantity,
-        unit_price=product.price,
+        unit_price=unit_price,
         amount=amount,
+        discount=discount,
+        coupon_id=coupon_id,
         currency=product.currency,
         email=email,
         token_nonce=nonce,
@@ -351,6 +398,9 @@ def checkout(
     mobile: bool = False,
     device_id: str = "",
     captcha_passed: bool = False,
+    unit_price: Decimal | None = None,
+    attach: Callable[[Order], object] | None = None,
+    coupon_code: str = "",
 ) -> CheckoutResult:
     """Place the order and open its payment: what the product page's Buy button does. The
     gateway is checked first, so a bad choice writes nothing. If opening the payment fails after
@@ -367,6 +417,9 @@ def checkout(
         language=language,
         device_id=device_id,
         captcha_passed=captcha_passed,
+        unit_price=unit_price,
+        attach=attach,
+        coupon_code=coupon_code,
     )
     try:
         action = start_payment(
@@ -560,6 +613,7 @@ def confirm_payment(
             note=note or f"event {verified.event_id}",
             extra_fields=("paid_at",),
         )
+        webhook_services.emit_after_commit(event=WebhookEvent.ORDER_PAID, object_id=order.pk)
         ledger_services.record_sale(
             order_id=order.pk,
             merchant=order.merchant,
@@ -575,6 +629,11 @@ def confirm_payment(
             # Paid after it lapsed and the stock is gone: refund rather than keep the buyer
             # waiting for a restock they never agreed to.
             _refund_after_commit(payment=payment, kind="late")
+            # Its coupon use, if the expiry job had not given it back yet, comes back now.
+            promotions_services.release_redemption(order=order, now=now)
+        elif late:
+            # Its coupon use was given back when it expired or was cancelled; it counts again.
+            promotions_services.reinstate_redemption(order=order)
         return _set_outcome(event, outcome), False
 
 
@@ -656,6 +715,9 @@ def _mark_delivered(*, order: Order, now: datetime, actor: User | None = None) -
         extra_fields=("delivered_at",),
     )
     transaction.on_commit(partial(tasks.send_order_receipt_task.delay, order_id=order.pk))
+    webhook_services.emit_after_commit(event=WebhookEvent.ORDER_DELIVERED, object_id=order.pk)
+    if order.product.low_stock_threshold is not None:
+        webhook_services.check_low_stock_after_commit(product_id=order.product_id)
     return PaymentEvent.Outcome.DELIVERED
 
 
@@ -836,6 +898,7 @@ def cancel_order(*, order_id: int, source: str, actor: User | None = None) -> Or
         CardKey.objects.filter(order_id=order.pk, status=CardKey.Status.RESERVED).update(
             status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
         )
+        promotions_services.release_redemption(order=order, now=timezone.now())
     return order
 
 
@@ -868,6 +931,7 @@ def _expire_one(*, order_id: int, now: datetime) -> int:
         CardKey.objects.filter(order_id=order.pk, status=CardKey.Status.RESERVED).update(
             status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
         )
+        promotions_services.release_redemption(order=order, now=now)
         return 1
 
 
@@ -1069,6 +1133,8 @@ def _apply_refund(*, order: Order, refund: Refund, actor: User | None) -> None:
                     status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
                 )
     transaction.on_commit(partial(tasks.send_refund_notice_task.delay, refund_id=refund.pk))
+    if of_sale:
+        webhook_services.emit_after_commit(event=WebhookEvent.ORDER_REFUNDED, object_id=refund.pk)
 
 
 def record_manual_payout(*, refund_id: int, reference: str, actor: User) -> Refund:

@@ -25,6 +25,7 @@ class BuyForm(forms.Form):
         widget=forms.PasswordInput(render_value=False),
         help_text=_("Needed, with your email, to look the order up later."),
     )
+    coupon_code = forms.CharField(label=_("Coupon code (optional)"), required=False, max_length=40)
     gateway = forms.ChoiceField(label=_("Payment method"), widget=forms.RadioSelect)
 
     def __init__(

@@ -99,6 +99,15 @@ class Product(models.Model):
         help_text=_("Reusable keys only: how many units may be sold in all; empty for no cap."),
     )
     reusable_sold = models.PositiveIntegerField(_("reusable units sold"), default=0, editable=False)
+    low_stock_threshold = models.PositiveIntegerField(
+        _("low-stock alert at"),
+        null=True,
+        blank=True,
+        help_text=_(
+            "Notify the store (e-mail, Telegram, stock.low webhook) once when the free stock falls "
+            "to this many units; empty for no alert."
+        ),
+    )
     manual_fields = models.JSONField(
         _("buyer input fields"),
         default=list,

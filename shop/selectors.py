@@ -162,6 +162,8 @@ def get_listing(*, merchant: Merchant, slug: str) -> Listing | None:
             .order_by("sort_order", "id")
         )
     )
+    for product in products:
+        product.merchant = merchant  # every row is this merchant's: a Buy needs no reload
     listings = _listings(products)
     if listings:
         return listings[0]

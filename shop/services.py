@@ -117,6 +117,10 @@ def import_keys(
         batch.save(
             update_fields=["imported_count", "duplicate_count", "rejected_count", "rejected_lines"]
         )
+        if imported and product.low_stock_threshold is not None:
+            from webhooks import services as webhook_services  # low stock: once per crossing
+
+            webhook_services.rearm_low_stock(product_id=product.pk)
     return ImportResult(
         batch=batch,
         imported=imported,
@@ -195,9 +199,18 @@ def void_keys(*, merchant_id: int, key_ids: Iterable[int]) -> int:
         status=CardKey.Status.RESERVED, reserved_until__lt=now
     )
     with transaction.atomic(durable=True):
-        return CardKey.objects.filter(free, merchant_id=merchant_id, id__in=list(key_ids)).update(
-            status=CardKey.Status.VOID, order=None, reserved_until=None
+        keys = CardKey.objects.filter(free, merchant_id=merchant_id, id__in=list(key_ids))
+        alerted = set(
+            keys.filter(product__low_stock_threshold__isnull=False).values_list(
+                "product_id", flat=True
+            )
         )
+        voided = keys.update(status=CardKey.Status.VOID, order=None, reserved_until=None)
+        from webhooks import services as webhook_services  # voiding may cross the threshold
+
+        for product_id in sorted(alerted):
+            webhook_services.check_low_stock_after_commit(product_id=product_id)
+        return voided
 
 
 def rotate_card_keys(*, batch_size: int = 1000) -> int:
@@ -277,7 +290,13 @@ def rotate_card_keys(*, batch_size: int = 1000) -> int:
         total += len(deliveries)
         if len(deliveries) < batch_size:
             break
-    return total + _rotate_gateway_secrets(current=current)
+    from webhooks import services as webhook_services  # sealed with the same keyring
+
+    return (
+        total
+        + _rotate_gateway_secrets(current=current)
+        + webhook_services.reseal_secrets(current=current)
+    )
 
 
 def _rotate_gateway_secrets(*, current: str) -> int:

@@ -4,9 +4,14 @@ from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from affiliates import selectors as affiliate_selectors
+from affiliates import services as affiliate_services
+from merchants import services as merchant_services
 from orders import services as order_services
 from orders.exceptions import InvalidOrderInput
 from orders.gateways.registry import available_gateways
+from promotions import selectors as promotions_selectors
+from promotions import views as promotions_views
 from risk import captcha, device
 from risk.exceptions import CaptchaRequired
 from security.ratelimit import rate_limit
@@ -42,7 +47,11 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "shop/store.html",
-        {"merchant": merchant, "sections": selectors.storefront_listings(merchant=merchant)},
+        {
+            "merchant": merchant,
+            "sections": selectors.storefront_listings(merchant=merchant),
+            "resale_listings": affiliate_selectors.store_resale_listings(merchant=merchant),
+        },
     )
 
 
@@ -65,14 +74,17 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
     ]
     form = BuyForm(request.POST or None, listing=listing, gateways=gateways)
     captcha_passed = False
-    if request.method == "POST" and form.is_valid():
+    # promotions: "Check price" prices the form (tier, coupon) and places nothing.
+    checking_price = request.method == "POST" and "check_price" in request.POST
+    price_check = promotions_views.check_price(form) if checking_price else None
+    if request.method == "POST" and not checking_price and form.is_valid():
         # A pending captcha is spent by this submission, answered right or not.
         verdict = captcha.check_answer(request.session, request.POST.get("captcha_answer", ""))
         captcha_passed = verdict is captcha.Verdict.PASSED
         if verdict in (captcha.Verdict.WRONG, captcha.Verdict.EXPIRED):
             form.add_error(None, _("The answer to the security check was wrong. Try this one."))
             captcha.issue_challenge(request.session)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and not checking_price and form.is_valid():
         try:
             result = order_services.checkout(
                 product=form.selected_product(),
@@ -88,6 +100,11 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
                 mobile=is_mobile(request),
                 device_id=device.device_id(request),
                 captcha_passed=captcha_passed,
+                coupon_code=form.cleaned_data["coupon_code"],
+                attach=affiliate_services.referral_attacher(
+                    code=affiliate_selectors.referral_code(request),
+                    buyer_id=request.user.pk if request.user.is_authenticated else None,
+                ),
             )
         except InvalidOrderInput as exc:
             for field, messages in exc.errors.items():
@@ -101,7 +118,12 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
             form.add_error(None, exc.user_message)
         else:
             return device.remember_device(request, redirect(result.redirect_url))
-    status = 400 if request.method == "POST" else 200
+    if request.method == "GET":
+        # analytics funnel: one upsert per page view, fail-safe (never breaks the page)
+        merchant_services.record_product_view(
+            product_id=listing.product.pk, merchant_id=merchant.pk
+        )
+    status = 400 if request.method == "POST" and price_check is None else 200
     response = render(
         request,
         "shop/product.html",
@@ -110,6 +132,8 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
             "listing": listing,
             "form": form,
             "captcha": captcha.current_challenge_id(request.session),
+            "price_tiers": promotions_selectors.listing_price_tiers(options=listing.options),
+            "price_check": price_check,
         },
         status=status,
     )

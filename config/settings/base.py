@@ -42,12 +42,16 @@ INSTALLED_APPS = [
     "orders",
     "disputes",
     "ledger",
+    "reviews",
+    "promotions",
+    "affiliates",
     "risk",
     "axes",
     "django_otp",
     "django_otp.plugins.otp_totp",
     "security",
     "audit",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -63,6 +67,7 @@ MIDDLEWARE = [
     "audit.middleware.AuditContextMiddleware",
     "csp.middleware.CSPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "affiliates.middleware.ReferralMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a lockout raised in authenticate() into the 429 page.
     "axes.middleware.AxesMiddleware",
@@ -201,6 +206,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "merchants.tasks.inspect_merchants_task",
         "schedule": 3600.0,
     },
+    # analytics: product page views counted in Redis → ProductViewDay (idempotent totals)
+    "flush-product-views": {"task": "merchants.tasks.flush_product_views_task", "schedule": 60.0},
+    # webhooks: send deliveries whose retry is due (each delivery is claimed, so overlap is safe)
+    "retry-due-webhooks": {"task": "webhooks.tasks.retry_due_webhooks_task", "schedule": 30.0},
 }
 
 # --- Cardvault ---------------------------------------------------------------------------
@@ -231,6 +240,15 @@ SANDBOX_GATEWAY_ENABLED = env.bool("SANDBOX_GATEWAY_ENABLED", default=True)
 SANDBOX_GATEWAY_SECRET = env.str("SANDBOX_GATEWAY_SECRET", default="")
 PAYMENT_CALLBACK_MAX_AGE_SECONDS = env.int("PAYMENT_CALLBACK_MAX_AGE_SECONDS", default=300)
 OUTBOUND_HTTP_TIMEOUT_SECONDS = env.float("OUTBOUND_HTTP_TIMEOUT_SECONDS", default=10.0)
+
+# Outgoing webhooks and Telegram notices (webhooks/, docs/notifications.md). Private, loopback
+# and link-local targets are refused unless WEBHOOK_ALLOW_PRIVATE_TARGETS (tests, local demos).
+WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
+WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
+WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+_TELEGRAM_DEFAULT = "https://api.telegram.org"
+TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default=_TELEGRAM_DEFAULT).rstrip("/")
 
 LOGGING = {
     "version": 1,
@@ -264,6 +282,8 @@ AXES_VERBOSE = False
 OTP_TOTP_ISSUER = env.str("OTP_TOTP_ISSUER", default="Cardvault")
 # Rate limits (django-ratelimit, counted in the cache): "<count>/<period>" per client IP.
 RATELIMIT_USE_CACHE = "default"
+# A cache that answers without raising but cannot count must not block buyers either.
+RATELIMIT_FAIL_OPEN = True
 RATE_LIMIT_CHECKOUT = env.str("RATE_LIMIT_CHECKOUT", default="20/m")
 RATE_LIMIT_LOOKUP = env.str("RATE_LIMIT_LOOKUP", default="20/m")
 RATE_LIMIT_DISPUTE = env.str("RATE_LIMIT_DISPUTE", default="10/m")

@@ -32,3 +32,5 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if env.str("TEST_EMAIL_URL", default=""):
     # The worker-crash test runs real Celery workers that mail to a file or a local SMTP stub.
     vars().update(env.email("TEST_EMAIL_URL"))
+# Webhook and Telegram tests deliver to a stub server on 127.0.0.1.
+WEBHOOK_ALLOW_PRIVATE_TARGETS = True

@@ -1,8 +1,11 @@
 """The merchant centre at /merchant/: a merchant's users see and change only their own store.
 
 Two stores, Alpha (alice) and Bravo (bob), each with a category, products, an import batch of
-keys, a paid manual order and an unfulfilled auto order. Alice then tries every URL, action and
-lookup of every ModelAdmin registered on ``merchant_site`` against Bravo's rows. The per-model
+keys, a paid manual order and an unfulfilled auto order, and a row of every other model
+registered on the merchant site (dispute, withdrawal, webhooks, promotions, review, affiliate
+programme, referral, a closed resale offer, and a listing and sale of a third store's offer).
+Alice then tries every URL, action and lookup of every ModelAdmin registered on
+``merchant_site`` against Bravo's rows. The per-model
 tests iterate ``merchant_site._registry``, so a newly registered admin is covered (or the store
 fixture fails, asking for a row of the new model) without editing this file.
 """
@@ -26,15 +29,21 @@ from django.db.models import Model
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
+from affiliates.models import Referral, ResaleListing, ResaleOffer, ResaleSale
 from disputes.models import Dispute
 from ledger.models import Withdrawal
 from merchants.admin import MerchantScopedAdmin, merchant_site
 from merchants.models import Merchant, MerchantMembership
 from orders import services as order_services
 from orders.models import Delivery, Order, OrderStatusChange
+from promotions.models import Coupon, PriceTier
+from reviews.models import Review
 from shop.models import CardKey, Category, ImportBatch, Product
+from tests.affiliates.helpers import enable_programme, listing, make_affiliate, offer
 from tests.conftest import verify_otp
 from tests.factories import CategoryFactory, MerchantFactory, ProductFactory, UserFactory, add_keys
+from webhooks import services as webhook_services
+from webhooks.models import NotificationSettings, WebhookDelivery
 
 PASSWORD = "pw-for-tests-123"  # UserFactory's
 MERCHANT_MODELS = sorted(merchant_site._registry, key=lambda model: model._meta.label)
@@ -87,7 +96,15 @@ def _place(product: Product, *, email: str, status: str) -> Order:
     return order
 
 
-def build_store(name: str, username: str) -> Store:
+def build_supplier() -> ResaleOffer:
+    """Charlie, a third store whose open resale offer both Alpha and Bravo list and sell."""
+    charlie = MerchantFactory(name="Charlie Supplies", slug="charlie-supplies")
+    card = ProductFactory(merchant=charlie, title="Charlie Gift Card", slug="charlie-gift")
+    add_keys(card, 4, prefix="CHARLIE-SECRET")
+    return offer(card, floor="1.00")
+
+
+def build_store(name: str, username: str, supplier_offer: ResaleOffer) -> Store:
     lower = name.lower()
     merchant = MerchantFactory(
         name=f"{name} Store", slug=f"{lower}-store", owner=UserFactory(username=username)
@@ -118,6 +135,55 @@ def build_store(name: str, username: str) -> Store:
         payout_details=f"{name} bank account",
         requested_by=merchant.owner,
     )
+    # webhooks: an endpoint with one (failed) delivery, and notification settings
+    endpoint = webhook_services.create_endpoint(
+        merchant=merchant, url=f"https://{lower}.example/hook", events=["order.paid"]
+    )
+    WebhookDelivery.objects.create(
+        endpoint=endpoint,
+        merchant=merchant,
+        event="order.paid",
+        event_key=f"order.paid:{paid_order.pk}",
+        payload={"id": f"order.paid:{paid_order.pk}", "data": {"number": paid_order.number}},
+        status=WebhookDelivery.Status.FAILED,
+    )
+    NotificationSettings.objects.create(merchant=merchant, telegram_chat_id=f"{name}-chat")
+    # promotions: a coupon and a wholesale tier
+    Coupon.objects.create(merchant=merchant, code=f"{name.upper()}10", value=Decimal("10"))
+    PriceTier.objects.create(product=product, min_quantity=5, unit_price=Decimal("9.00"))
+    # reviews: a review of the paid order (rows only; the service wants a delivered order)
+    Review.objects.create(
+        order=paid_order,
+        merchant=merchant,
+        product=service,
+        rating=4,
+        comment=f"{name} review text",
+    )
+    # affiliates: the programme, one referred order; the store's own resale offer (closed, so
+    # the other store never sees it among the offers it could list), and its listing of
+    # Charlie's open offer with one sale
+    programme = enable_programme(merchant)
+    Referral.objects.create(
+        order=unfulfilled,
+        affiliate=make_affiliate(f"{lower}-affiliate@affiliates.example"),
+        merchant=merchant,
+        commission_rate=programme.commission_rate,
+        currency=unfulfilled.currency,
+    )
+    own_offer = offer(product, floor="1.00")
+    ResaleOffer.objects.filter(pk=own_offer.pk).update(is_open=False)
+    resale_listing: ResaleListing = listing(merchant, supplier_offer, price="2.00")
+    resold = order_services.place_order(
+        product=supplier_offer.product, quantity=1, email=f"resale@{lower}.example"
+    ).order
+    ResaleSale.objects.create(
+        order=resold,
+        listing=resale_listing,
+        reseller=merchant,
+        supplier=supplier_offer.merchant,
+        unit_price=Decimal("2.00"),
+        supplier_unit_price=supplier_offer.floor_price,
+    )
     store = Store(
         merchant=merchant,
         user=merchant.owner,
@@ -140,9 +206,11 @@ def build_store(name: str, username: str) -> Store:
         service.title,
         paid_order.number,
         unfulfilled.number,
+        resold.number,  # Charlie's order, sold through this store's listing
         f"buyer@{lower}.example",
         f"{name} bank account",
         f"{name} dispute text",
+        f"{name} review text",
         *keys,
         *held_keys,
     ]
@@ -202,13 +270,18 @@ def messages_of(response) -> list[str]:
 
 
 @pytest.fixture
-def alpha(db) -> Store:
-    return build_store("Alpha", "alice")
+def supplier_offer(db) -> ResaleOffer:
+    return build_supplier()
 
 
 @pytest.fixture
-def bravo(db) -> Store:
-    return build_store("Bravo", "bob")
+def alpha(supplier_offer: ResaleOffer) -> Store:
+    return build_store("Alpha", "alice", supplier_offer)
+
+
+@pytest.fixture
+def bravo(supplier_offer: ResaleOffer) -> Store:
+    return build_store("Bravo", "bob", supplier_offer)
 
 
 @pytest.fixture

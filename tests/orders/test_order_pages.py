@@ -12,7 +12,8 @@ from tests.factories import ProductFactory, UserFactory, add_keys
 from tests.pages import find_all, texts
 from tests.test_helpers_payments import pay
 
-ORDER_PAGE_QUERIES = 5  # order, deliveries with keys, first-view update, payment, refunds
+ORDER_PAGE_QUERIES = 5 + 1  # order, deliveries with keys, first-view update, payment, refunds
+# + the order's review (reviews)
 
 
 def detail_url(token):

@@ -5,6 +5,7 @@ import os
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from orders import lock_objects
@@ -48,14 +49,12 @@ def test_claim_query_uses_the_free_stock_partial_index():
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE shop_cardkey")
 
-    query = CardKey.objects.filter(lock_objects.free_stock_q(timezone.now()), product=product)
-    with transaction.atomic():
-        plan = (
-            query.select_for_update(skip_locked=True, of=("self",))
-            .order_by("id")
-            .values_list("id", flat=True)[:5]
-            .explain()
-        )
+    # The claim exactly as sent (a hand-built copy of it once drifted from the real one).
+    with transaction.atomic(), CaptureQueriesContext(connection) as captured:
+        lock_objects.lock_free_key_ids(product_id=product.pk, count=5, now=timezone.now())
+        with connection.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {captured.captured_queries[-1]['sql']}")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
 
     assert "cardkey_free_stock" in plan, plan
     assert stock_left(product) == 20

@@ -18,8 +18,10 @@ from tests.test_helpers_payments import pay
 # variants, categories or keys there are.
 HOME_QUERIES = 1  # merchants
 SEARCH_QUERIES = 1  # products with merchant and stock
-STORE_QUERIES = 3  # merchant, products with stock, categories
-PRODUCT_QUERIES = 3  # merchant, listing options with stock, enabled gateways
+STORE_QUERIES = 3 + 1 + 1  # merchant, products with stock, categories; + reviews (one query)
+# + resale listings (affiliates)
+PRODUCT_QUERIES = 4 + 1  # merchant, listing options with stock, enabled gateways, price tiers
+# + the analytics view counter (one upsert)
 
 
 def store_url(merchant):
