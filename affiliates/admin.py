@@ -9,12 +9,13 @@ affiliate withdrawal queue (pay with a payout reference, or reject).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import ForeignKey
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -33,6 +34,7 @@ from affiliates.models import (
     ResaleOffer,
     ResaleSale,
 )
+from ledger.admin import payout_decision_view
 from merchants.admin import MerchantScopedAdmin, merchant_site
 from orders.admin import ReadOnlyAdmin
 
@@ -218,6 +220,18 @@ class AffiliateWithdrawalAdmin(ReadOnlyAdmin):
     )
     list_filter = ("status", "currency")
     list_select_related = ("affiliate",)
+    # In the order the form always showed them (the shared fields come first in ``_meta``).
+    fields = (
+        "affiliate",
+        "amount",
+        "currency",
+        "status",
+        "payout_details",
+        "payout_reference",
+        "decision_note",
+        "decided_by",
+        "decided_at",
+    )
 
     def get_urls(self) -> list[URLPattern]:
         return [
@@ -240,32 +254,13 @@ class AffiliateWithdrawalAdmin(ReadOnlyAdmin):
 
     def decide_view(self, request: HttpRequest, withdrawal_id: int) -> HttpResponse:
         withdrawal = get_object_or_404(AffiliateWithdrawal, pk=withdrawal_id)
-        form = DecisionForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                services.decide_affiliate_withdrawal(
-                    withdrawal_id=withdrawal.pk,
-                    paid="pay" in request.POST,
-                    payout_reference=form.cleaned_data["payout_reference"],
-                    note=form.cleaned_data["note"],
-                    actor=request.user,  # type: ignore[arg-type]
-                )
-            except AffiliateWithdrawalNotAllowed as exc:
-                form.add_error(None, str(exc.user_message))
-            else:
-                messages.success(request, _("Withdrawal decided."))
-                return HttpResponseRedirect(
-                    reverse(f"{self.admin_site.name}:affiliates_affiliatewithdrawal_changelist")
-                )
-        request.current_app = self.admin_site.name
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": withdrawal,
-            "title": _("Decide withdrawal"),
-            "form": form,
-            "balances": selectors.affiliate_summary(affiliate=withdrawal.affiliate).balances,
-        }
-        return TemplateResponse(
-            request, "admin/affiliates/affiliatewithdrawal/decide.html", context
+        return payout_decision_view(
+            self,
+            request,
+            withdrawal,
+            form=DecisionForm(request.POST or None),
+            decide=partial(services.decide_affiliate_withdrawal, withdrawal_id=withdrawal.pk),
+            refusal=AffiliateWithdrawalNotAllowed,
+            balances=lambda: selectors.affiliate_summary(affiliate=withdrawal.affiliate).balances,
+            template="admin/affiliates/affiliatewithdrawal/decide.html",
         )

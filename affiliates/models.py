@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from ledger.models import PayoutRequest, payout_request_constraints
 from merchants.models import Merchant
 from shop.models import CURRENCIES, Product
 
@@ -132,49 +133,18 @@ class Referral(models.Model):
         return f"{self.affiliate} → order {self.order_id}"
 
 
-class AffiliateWithdrawal(models.Model):
+class AffiliateWithdrawal(PayoutRequest):
     """An affiliate's payout request; posted to the ledger like a merchant's withdrawal."""
-
-    class Status(models.TextChoices):
-        REQUESTED = "requested", _("Requested")
-        PAID = "paid", _("Paid")
-        REJECTED = "rejected", _("Rejected")
 
     affiliate = models.ForeignKey(
         Affiliate, on_delete=models.PROTECT, related_name="withdrawals", verbose_name=_("affiliate")
     )
-    amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
-    currency = models.CharField(_("currency"), max_length=4, choices=CURRENCIES)
-    status = models.CharField(
-        _("status"), max_length=16, choices=Status.choices, default=Status.REQUESTED
-    )
     payout_details = models.CharField(_("payout details"), max_length=300)
-    payout_reference = models.CharField(_("payout reference"), max_length=128, blank=True)
-    decision_note = models.CharField(_("note"), max_length=300, blank=True)
-    decided_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        null=True,
-        blank=True,
-        related_name="+",
-        verbose_name=_("decided by"),
-    )
-    created_at = models.DateTimeField(_("requested at"), auto_now_add=True)
-    decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
 
-    class Meta:
+    class Meta(PayoutRequest.Meta):
         verbose_name = _("affiliate withdrawal")
         verbose_name_plural = _("affiliate withdrawals")
-        ordering = ["-created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(amount__gt=0), name="affiliate_withdrawal_amount_positive"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=["requested", "paid", "rejected"]),
-                name="affiliate_withdrawal_status_valid",
-            ),
-        ]
+        constraints = payout_request_constraints("affiliate_withdrawal")
 
     def __str__(self) -> str:
         return f"{self.affiliate} {self.amount} {self.currency} ({self.status})"

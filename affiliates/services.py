@@ -13,7 +13,6 @@ import secrets
 from decimal import ROUND_HALF_UP, Decimal
 from functools import partial
 
-from django.conf import settings
 from django.contrib.auth import get_user_model, password_validation
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
@@ -40,7 +39,14 @@ from affiliates.models import (
 from ledger import accounts
 from ledger.models import Entry, Journal
 from ledger.selectors import balance
-from ledger.services import Line, fee_rate, merchant_source, post
+from ledger.services import (
+    Line,
+    check_payout_covered,
+    check_payout_request,
+    fee_rate,
+    merchant_source,
+    post,
+)
 from merchants.models import Merchant
 from orders import services as order_services
 from orders.models import Order
@@ -314,26 +320,21 @@ def request_affiliate_withdrawal(
     """Hold ``amount`` of the affiliate's available commission for a payout staff will make.
     Locks the affiliate row, so two requests cannot spend the same money. Raises
     ``AffiliateWithdrawalNotAllowed`` (nothing written)."""
-    payout_details = payout_details.strip()
-    minimum = Decimal(str(settings.WITHDRAWAL_MIN_AMOUNT))
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise AffiliateWithdrawalNotAllowed(_("Use at most two decimal places."))
-    if amount < minimum:
-        raise AffiliateWithdrawalNotAllowed(
-            _("The minimum withdrawal is %(min)s %(currency)s.")
-            % {"min": minimum, "currency": currency}
-        )
-    if not payout_details:
-        raise AffiliateWithdrawalNotAllowed(_("Say where the money should go."))
+    payout_details = check_payout_request(
+        amount=amount,
+        currency=currency,
+        payout_details=payout_details,
+        refusal=AffiliateWithdrawalNotAllowed,
+    )
     with transaction.atomic(durable=True):
         lock_objects.lock_affiliate(affiliate_id=affiliate.pk)
         available_account = accounts.affiliate_available(affiliate, currency)
-        available = balance(available_account)
-        if amount > available:
-            raise AffiliateWithdrawalNotAllowed(
-                _("You can withdraw at most %(available)s %(currency)s.")
-                % {"available": max(available, Decimal(0)), "currency": currency}
-            )
+        check_payout_covered(
+            amount=amount,
+            available=balance(available_account),
+            currency=currency,
+            refusal=AffiliateWithdrawalNotAllowed,
+        )
         withdrawal = AffiliateWithdrawal(
             affiliate=affiliate,
             amount=amount,

@@ -16,14 +16,12 @@ from django.views.decorators.http import require_POST
 from affiliates import selectors, services
 from affiliates.exceptions import AffiliateError
 from affiliates.forms import ResaleBuyForm, SignUpForm, WithdrawalForm
-from orders.exceptions import InvalidOrderInput
 from orders.gateways.registry import available_gateways
 from risk import captcha, device
-from risk.exceptions import CaptchaRequired
 from security.ratelimit import rate_limit
 from shop import selectors as shop_selectors
 from shop.client_ip import client_ip, is_mobile
-from shop.exceptions import CardvaultError
+from shop.views import captcha_answered, place_checkout
 
 
 class AffiliateLoginView(LoginView):
@@ -116,14 +114,12 @@ def resale_product(request: HttpRequest, slug: str, listing_id: int) -> HttpResp
     form = ResaleBuyForm(request.POST or None, gateways=gateways)
     captcha_passed = False
     if request.method == "POST" and form.is_valid():
-        verdict = captcha.check_answer(request.session, request.POST.get("captcha_answer", ""))
-        captcha_passed = verdict is captcha.Verdict.PASSED
-        if verdict in (captcha.Verdict.WRONG, captcha.Verdict.EXPIRED):
-            form.add_error(None, _("The answer to the security check was wrong. Try this one."))
-            captcha.issue_challenge(request.session)
+        captcha_passed = captcha_answered(request, form)
     if request.method == "POST" and form.is_valid():
-        try:
-            result = services.checkout_resale(
+        placed = place_checkout(
+            request,
+            form,
+            lambda: services.checkout_resale(
                 listing=listing,
                 quantity=form.cleaned_data["quantity"],
                 email=form.cleaned_data["email"],
@@ -136,18 +132,10 @@ def resale_product(request: HttpRequest, slug: str, listing_id: int) -> HttpResp
                 mobile=is_mobile(request),
                 device_id=device.device_id(request),
                 captcha_passed=captcha_passed,
-            )
-        except InvalidOrderInput as exc:
-            for field, errors in exc.errors.items():
-                for message in errors:
-                    form.add_error(field if field in form.fields else None, message)
-        except CaptchaRequired as exc:
-            form.add_error(None, exc.user_message)
-            captcha.issue_challenge(request.session)
-        except CardvaultError as exc:
-            form.add_error(None, exc.user_message)
-        else:
-            return device.remember_device(request, redirect(result.redirect_url))
+            ),
+        )
+        if placed is not None:
+            return placed
     response = render(
         request,
         "affiliates/resale_product.html",

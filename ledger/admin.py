@@ -9,8 +9,10 @@ reject with a note). Every write goes through ``ledger.services``.
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from datetime import datetime, time
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -27,10 +29,11 @@ from django.utils.translation import gettext_lazy
 
 from ledger import selectors, services
 from ledger.exceptions import WithdrawalNotAllowed
-from ledger.models import Account, Entry, Journal, Withdrawal
+from ledger.models import Account, Entry, Journal, PayoutRequest, Withdrawal
 from merchants.admin import MerchantScopedAdmin, merchant_site
 from merchants.admin_analytics import csv_cell
 from orders.admin import ReadOnlyAdmin
+from shop.exceptions import CardvaultError
 
 STATEMENT_PAGE_SIZE = 200
 
@@ -242,6 +245,52 @@ class AccountAdmin(ReadOnlyAdmin):
         return super().changelist_view(request, extra_context=extra)
 
 
+def payout_decision_view(
+    model_admin: admin.ModelAdmin[Any],
+    request: HttpRequest,
+    withdrawal: PayoutRequest,
+    *,
+    form: forms.Form,
+    decide: Callable[..., object],
+    refusal: type[CardvaultError],
+    balances: Callable[[], object],
+    template: str,
+) -> HttpResponse:
+    """Staff's page to pay (with a payout reference) or reject (with a note) a payout request,
+    a merchant's or an affiliate's. ``form`` has ``payout_reference`` and ``note``; ``decide``
+    is the service, called with ``paid``, ``payout_reference``, ``note`` and ``actor``; a
+    ``refusal`` it raises is shown on the form; ``balances`` are the owner's, shown beside it.
+    Decided, it goes back to the model's changelist."""
+    if request.method == "POST" and form.is_valid():
+        try:
+            decide(
+                paid="pay" in request.POST,
+                payout_reference=form.cleaned_data["payout_reference"],
+                note=form.cleaned_data["note"],
+                actor=request.user,
+            )
+        except refusal as exc:
+            form.add_error(None, str(exc.user_message))
+        else:
+            messages.success(request, _("Withdrawal decided."))
+            opts = model_admin.opts
+            return HttpResponseRedirect(
+                reverse(
+                    f"{model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_changelist"
+                )
+            )
+    request.current_app = model_admin.admin_site.name
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "original": withdrawal,
+        "title": _("Decide withdrawal"),
+        "form": form,
+        "balances": balances(),
+    }
+    return TemplateResponse(request, template, context)
+
+
 class DecisionForm(forms.Form):
     payout_reference = forms.CharField(
         label=gettext_lazy("Payout reference"), max_length=128, required=False
@@ -266,6 +315,19 @@ class WithdrawalAdmin(ReadOnlyAdmin):
     list_filter = ("status", "currency")
     list_select_related = ("merchant", "decided_by")
     search_fields = ("merchant__name", "=payout_reference")
+    # In the order the form always showed them (the shared fields come first in ``_meta``).
+    fields = (
+        "merchant",
+        "amount",
+        "currency",
+        "status",
+        "payout_details",
+        "payout_reference",
+        "decision_note",
+        "requested_by",
+        "decided_by",
+        "decided_at",
+    )
     change_form_template = "admin/ledger/withdrawal/staff_change_form.html"
 
     def get_urls(self) -> list[URLPattern]:
@@ -281,35 +343,13 @@ class WithdrawalAdmin(ReadOnlyAdmin):
 
     def decide_view(self, request: HttpRequest, withdrawal_id: int) -> HttpResponse:
         withdrawal = get_object_or_404(Withdrawal, pk=withdrawal_id)
-        form = DecisionForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                if "pay" in request.POST:
-                    services.mark_withdrawal_paid(
-                        withdrawal_id=withdrawal.pk,
-                        payout_reference=form.cleaned_data["payout_reference"],
-                        actor=request.user,  # type: ignore[arg-type]
-                    )
-                else:
-                    services.reject_withdrawal(
-                        withdrawal_id=withdrawal.pk,
-                        note=form.cleaned_data["note"],
-                        actor=request.user,  # type: ignore[arg-type]
-                    )
-            except WithdrawalNotAllowed as exc:
-                form.add_error(None, str(exc.user_message))
-            else:
-                messages.success(request, _("Withdrawal decided."))
-                return HttpResponseRedirect(
-                    reverse(f"{self.admin_site.name}:ledger_withdrawal_changelist")
-                )
-        request.current_app = self.admin_site.name
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "original": withdrawal,
-            "title": _("Decide withdrawal"),
-            "form": form,
-            "balances": selectors.merchant_balances(merchant=withdrawal.merchant),
-        }
-        return TemplateResponse(request, "admin/ledger/withdrawal/decide.html", context)
+        return payout_decision_view(
+            self,
+            request,
+            withdrawal,
+            form=DecisionForm(request.POST or None),
+            decide=partial(services.decide_withdrawal, withdrawal_id=withdrawal.pk),
+            refusal=WithdrawalNotAllowed,
+            balances=lambda: selectors.merchant_balances(merchant=withdrawal.merchant),
+            template="admin/ledger/withdrawal/decide.html",
+        )

@@ -136,33 +136,24 @@ class Entry(models.Model):
         return f"{self.account.code} {self.amount}"
 
 
-class Withdrawal(models.Model):
+class PayoutRequest(models.Model):
+    """What a merchant's ``Withdrawal`` and an affiliate's ``AffiliateWithdrawal`` share: an
+    amount held for a payout that staff make (with a payout reference) or refuse (with a note).
+    Each concrete model adds its owner, its payout details and its own ``Meta`` (names, and
+    ``payout_request_constraints`` with its own prefix)."""
+
     class Status(models.TextChoices):
         REQUESTED = "requested", _("Requested")
         PAID = "paid", _("Paid")
         REJECTED = "rejected", _("Rejected")
 
-    merchant = models.ForeignKey(
-        Merchant, on_delete=models.PROTECT, related_name="withdrawals", verbose_name=_("merchant")
-    )
     amount = models.DecimalField(_("amount"), max_digits=12, decimal_places=2)
     currency = models.CharField(_("currency"), max_length=4, choices=CURRENCIES)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.REQUESTED
     )
-    payout_details = models.CharField(
-        _("payout details"),
-        max_length=300,
-        help_text=_("Where to send the money (account, wallet address)."),
-    )
     payout_reference = models.CharField(_("payout reference"), max_length=128, blank=True)
     decision_note = models.CharField(_("note"), max_length=300, blank=True)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        on_delete=models.PROTECT,
-        related_name="+",
-        verbose_name=_("requested by"),
-    )
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.PROTECT,
@@ -175,18 +166,42 @@ class Withdrawal(models.Model):
     decided_at = models.DateTimeField(_("decided at"), null=True, blank=True)
 
     class Meta:
+        abstract = True
+        ordering = ["-created_at"]
+
+
+def payout_request_constraints(prefix: str) -> list[models.BaseConstraint]:
+    """A payout request's checks, named ``<prefix>_amount_positive`` and
+    ``<prefix>_status_valid``."""
+    return [
+        models.CheckConstraint(condition=models.Q(amount__gt=0), name=f"{prefix}_amount_positive"),
+        models.CheckConstraint(
+            condition=models.Q(status__in=["requested", "paid", "rejected"]),
+            name=f"{prefix}_status_valid",
+        ),
+    ]
+
+
+class Withdrawal(PayoutRequest):
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.PROTECT, related_name="withdrawals", verbose_name=_("merchant")
+    )
+    payout_details = models.CharField(
+        _("payout details"),
+        max_length=300,
+        help_text=_("Where to send the money (account, wallet address)."),
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("requested by"),
+    )
+
+    class Meta(PayoutRequest.Meta):
         verbose_name = _("withdrawal")
         verbose_name_plural = _("withdrawals")
-        ordering = ["-created_at"]
-        constraints = [
-            models.CheckConstraint(
-                condition=models.Q(amount__gt=0), name="withdrawal_amount_positive"
-            ),
-            models.CheckConstraint(
-                condition=models.Q(status__in=["requested", "paid", "rejected"]),
-                name="withdrawal_status_valid",
-            ),
-        ]
+        constraints = payout_request_constraints("withdrawal")
 
     def __str__(self) -> str:
         return f"{self.merchant} {self.amount} {self.currency} ({self.status})"

@@ -22,6 +22,7 @@ from ledger import accounts
 from ledger.exceptions import UnbalancedJournal, WithdrawalNotAllowed
 from ledger.models import Account, Entry, Journal, Withdrawal
 from merchants.models import Merchant
+from shop.exceptions import CardvaultError
 from webhooks import notifications as merchant_notices
 
 CENT = Decimal("0.01")
@@ -297,6 +298,38 @@ def settle_due_orders(*, now: datetime | None = None) -> int:
 
 
 # --- withdrawals ----------------------------------------------------------------------------------
+def check_payout_request(
+    *, amount: Decimal, currency: str, payout_details: str, refusal: type[CardvaultError]
+) -> str:
+    """The checks a withdrawal request (a merchant's or an affiliate's) passes before anything is
+    locked: at most two decimal places, at least ``WITHDRAWAL_MIN_AMOUNT``, and somewhere to send
+    the money. Returns the payout details stripped; raises ``refusal`` with the reason."""
+    payout_details = payout_details.strip()
+    minimum = Decimal(str(settings.WITHDRAWAL_MIN_AMOUNT))
+    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
+        raise refusal(_("Use at most two decimal places."))
+    if amount < minimum:
+        raise refusal(
+            _("The minimum withdrawal is %(min)s %(currency)s.")
+            % {"min": minimum, "currency": currency}
+        )
+    if not payout_details:
+        raise refusal(_("Say where the money should go."))
+    return payout_details
+
+
+def check_payout_covered(
+    *, amount: Decimal, available: Decimal, currency: str, refusal: type[CardvaultError]
+) -> None:
+    """Raise ``refusal`` when ``amount`` is more than the ``available`` balance (read under the
+    owner's row lock)."""
+    if amount > available:
+        raise refusal(
+            _("You can withdraw at most %(available)s %(currency)s.")
+            % {"available": max(available, Decimal(0)), "currency": currency}
+        )
+
+
 def request_withdrawal(
     *, merchant: Merchant, amount: Decimal, currency: str, payout_details: str, actor: User
 ) -> Withdrawal:
@@ -304,27 +337,22 @@ def request_withdrawal(
     ``WithdrawalNotAllowed`` (nothing written)."""
     from ledger.selectors import balance
 
-    payout_details = payout_details.strip()
-    minimum = Decimal(str(settings.WITHDRAWAL_MIN_AMOUNT))
-    if amount.as_tuple().exponent < -2:  # type: ignore[operator]
-        raise WithdrawalNotAllowed(_("Use at most two decimal places."))
-    if amount < minimum:
-        raise WithdrawalNotAllowed(
-            _("The minimum withdrawal is %(min)s %(currency)s.")
-            % {"min": minimum, "currency": currency}
-        )
-    if not payout_details:
-        raise WithdrawalNotAllowed(_("Say where the money should go."))
+    payout_details = check_payout_request(
+        amount=amount,
+        currency=currency,
+        payout_details=payout_details,
+        refusal=WithdrawalNotAllowed,
+    )
     with transaction.atomic(durable=True):
         # One balance check at a time per merchant: two requests can't both spend the same money.
         Merchant.objects.select_for_update().get(pk=merchant.pk)
         available_account = accounts.merchant_available(merchant, currency)
-        available = balance(available_account)
-        if amount > available:
-            raise WithdrawalNotAllowed(
-                _("You can withdraw at most %(available)s %(currency)s.")
-                % {"available": max(available, Decimal(0)), "currency": currency}
-            )
+        check_payout_covered(
+            amount=amount,
+            available=balance(available_account),
+            currency=currency,
+            refusal=WithdrawalNotAllowed,
+        )
         withdrawal = Withdrawal.objects.create(
             merchant=merchant,
             amount=amount,
@@ -370,6 +398,18 @@ def reject_withdrawal(*, withdrawal_id: int, note: str, actor: User) -> Withdraw
         actor=actor,
         decision_note=note[:300],
     )
+
+
+def decide_withdrawal(
+    *, withdrawal_id: int, paid: bool, actor: User, payout_reference: str = "", note: str = ""
+) -> Withdrawal:
+    """Staff's decision on a request: paid (``mark_withdrawal_paid``, with the payout reference)
+    or rejected (``reject_withdrawal``, with the note). Raises ``WithdrawalNotAllowed``."""
+    if paid:
+        return mark_withdrawal_paid(
+            withdrawal_id=withdrawal_id, payout_reference=payout_reference, actor=actor
+        )
+    return reject_withdrawal(withdrawal_id=withdrawal_id, note=note, actor=actor)
 
 
 def _decide_withdrawal(

@@ -1,3 +1,6 @@
+from collections.abc import Callable
+
+from django import forms
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -55,6 +58,41 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
+def captcha_answered(request: HttpRequest, form: forms.Form) -> bool:
+    """Spend the pending captcha on this submission, answered right or not: True if answered
+    right; a wrong or expired answer puts an error on ``form`` and issues a new challenge."""
+    verdict = captcha.check_answer(request.session, request.POST.get("captcha_answer", ""))
+    if verdict in (captcha.Verdict.WRONG, captcha.Verdict.EXPIRED):
+        form.add_error(None, _("The answer to the security check was wrong. Try this one."))
+        captcha.issue_challenge(request.session)
+    return verdict is captcha.Verdict.PASSED
+
+
+def place_checkout(
+    request: HttpRequest,
+    form: forms.Form,
+    checkout: Callable[[], order_services.CheckoutResult],
+) -> HttpResponse | None:
+    """Run ``checkout`` for a valid buy form (a product's or a resale listing's): the redirect to
+    payment, the device remembered; or None, the refusal on ``form`` (an input error on its field,
+    or on ``manual_<field>``, else on the form; a captcha demand issues a challenge)."""
+    try:
+        result = checkout()
+    except InvalidOrderInput as exc:
+        for field, messages in exc.errors.items():
+            target = field if field in form.fields else f"manual_{field}"
+            for message in messages:
+                form.add_error(target if target in form.fields else None, message)
+    except CaptchaRequired as exc:
+        form.add_error(None, exc.user_message)
+        captcha.issue_challenge(request.session)
+    except CardvaultError as exc:
+        form.add_error(None, exc.user_message)
+    else:
+        return device.remember_device(request, redirect(result.redirect_url))
+    return None
+
+
 @rate_limit(group="checkout", rate_setting="RATE_LIMIT_CHECKOUT")
 def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
     merchant = selectors.get_active_merchant(slug=slug)
@@ -78,15 +116,12 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
     checking_price = request.method == "POST" and "check_price" in request.POST
     price_check = promotions_views.check_price(form) if checking_price else None
     if request.method == "POST" and not checking_price and form.is_valid():
-        # A pending captcha is spent by this submission, answered right or not.
-        verdict = captcha.check_answer(request.session, request.POST.get("captcha_answer", ""))
-        captcha_passed = verdict is captcha.Verdict.PASSED
-        if verdict in (captcha.Verdict.WRONG, captcha.Verdict.EXPIRED):
-            form.add_error(None, _("The answer to the security check was wrong. Try this one."))
-            captcha.issue_challenge(request.session)
+        captcha_passed = captcha_answered(request, form)
     if request.method == "POST" and not checking_price and form.is_valid():
-        try:
-            result = order_services.checkout(
+        placed = place_checkout(
+            request,
+            form,
+            lambda: order_services.checkout(
                 product=form.selected_product(),
                 quantity=form.cleaned_data["quantity"],
                 email=form.cleaned_data["email"],
@@ -105,19 +140,10 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
                     code=affiliate_selectors.referral_code(request),
                     buyer_id=request.user.pk if request.user.is_authenticated else None,
                 ),
-            )
-        except InvalidOrderInput as exc:
-            for field, messages in exc.errors.items():
-                target = field if field in form.fields else f"manual_{field}"
-                for message in messages:
-                    form.add_error(target if target in form.fields else None, message)
-        except CaptchaRequired as exc:
-            form.add_error(None, exc.user_message)
-            captcha.issue_challenge(request.session)
-        except CardvaultError as exc:
-            form.add_error(None, exc.user_message)
-        else:
-            return device.remember_device(request, redirect(result.redirect_url))
+            ),
+        )
+        if placed is not None:
+            return placed
     if request.method == "GET":
         # analytics funnel: one upsert per page view, fail-safe (never breaks the page)
         merchant_services.record_product_view(

@@ -247,6 +247,8 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
 WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+# One attempt's whole limit (connect + send + read); unset: three times the outbound timeout.
+WEBHOOK_ATTEMPT_TIMEOUT_SECONDS = env.float("WEBHOOK_ATTEMPT_TIMEOUT_SECONDS", default=None)
 _TELEGRAM_DEFAULT = "https://api.telegram.org"
 TELEGRAM_API_BASE_URL = env.str("TELEGRAM_API_BASE_URL", default=_TELEGRAM_DEFAULT).rstrip("/")
 

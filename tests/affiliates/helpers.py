@@ -3,6 +3,7 @@
 from datetime import timedelta
 from decimal import Decimal
 
+from django.urls import reverse
 from django.utils import timezone
 
 from affiliates import services
@@ -37,6 +38,21 @@ def listing(reseller, resale_offer, price: str = "12.00") -> ResaleListing:
     item.full_clean()
     item.save()
     return item
+
+
+def buy_through_page(client, product, email: str = "buyer@example.com"):
+    """Order one of ``product`` through its storefront page (sandbox gateway, no coupon)."""
+    return client.post(
+        reverse("shop:product", args=[product.merchant.slug, product.slug]),
+        {
+            "option": product.pk,
+            "quantity": 1,
+            "email": email,
+            "query_password": "",
+            "gateway": "sandbox",
+            "coupon_code": "",
+        },
+    )
 
 
 def pay_order(order: Order) -> Order:

@@ -20,6 +20,7 @@ from orders import services as order_services
 from orders.models import Order
 from tests.affiliates.helpers import (
     books_balance,
+    buy_through_page,
     enable_programme,
     make_affiliate,
     pay_order,
@@ -27,6 +28,7 @@ from tests.affiliates.helpers import (
 )
 from tests.conftest import place
 from tests.factories import ProductFactory, UserFactory, add_keys
+from tests.ledger.helpers import admin_fields_shown
 
 pytestmark = pytest.mark.django_db
 
@@ -34,20 +36,6 @@ pytestmark = pytest.mark.django_db
 def store_url(merchant, ref: str = "") -> str:
     url = reverse("shop:store", args=[merchant.slug])
     return f"{url}?ref={ref}" if ref else url
-
-
-def buy_through_page(client, product, email="buyer@example.com"):
-    return client.post(
-        reverse("shop:product", args=[product.merchant.slug, product.slug]),
-        {
-            "option": product.pk,
-            "quantity": 1,
-            "email": email,
-            "query_password": "",
-            "gateway": "sandbox",
-            "coupon_code": "",
-        },
-    )
 
 
 @pytest.fixture
@@ -337,26 +325,70 @@ def test_withdraw_from_the_dashboard(client, settings, shop):
     assert affiliate_available(affiliate) == Decimal("2.50")
 
 
-def test_staff_pay_an_affiliate_withdrawal_in_the_admin(client, settings, shop):
+def staff_and_a_request(client, settings, product, amount: str):
+    """An affiliate with 10.00 CNY earned asks for ``amount``; staff is signed in to ``client``."""
     from tests.conftest import verify_otp
 
     settings.PLATFORM_FEE_RATE = "0"
     settings.WITHDRAWAL_MIN_AMOUNT = "1"
     affiliate = make_affiliate()
-    pay_order(referred_order(shop, affiliate))
+    pay_order(referred_order(product, affiliate))
     settle_all()
     withdrawal = services.request_affiliate_withdrawal(
-        affiliate=affiliate, amount=Decimal("10"), currency="CNY", payout_details="x"
+        affiliate=affiliate, amount=Decimal(amount), currency="CNY", payout_details="x"
     )
     staff = UserFactory(is_staff=True, is_superuser=True)
     client.force_login(staff)
     verify_otp(client, staff)
+    return affiliate, withdrawal, staff
+
+
+def test_staff_pay_an_affiliate_withdrawal_in_the_admin(client, settings, shop):
+    _affiliate, withdrawal, _staff = staff_and_a_request(client, settings, shop, "10")
     url = reverse("admin:affiliates_affiliatewithdrawal_decide", args=[withdrawal.pk])
     assert client.get(url).status_code == 200
     response = client.post(url, {"payout_reference": "BANK-9", "note": "", "pay": "1"})
     assert response.status_code == 302
     withdrawal.refresh_from_db()
     assert (withdrawal.status, withdrawal.payout_reference) == ("paid", "BANK-9")
+    books_balance()
+
+
+def test_staff_reject_an_affiliate_withdrawal_in_the_admin(client, settings, shop):
+    affiliate, withdrawal, staff = staff_and_a_request(client, settings, shop, "4")
+    url = reverse("admin:affiliates_affiliatewithdrawal_decide", args=[withdrawal.pk])
+
+    # Paying needs a payout reference: the refusal is shown on the form, nothing changes.
+    refused = client.post(url, {"payout_reference": " ", "note": "", "pay": "1"})
+    assert refused.status_code == 200
+    assert refused.context["form"].non_field_errors() == ["Record the payout reference."]
+    withdrawal.refresh_from_db()
+    assert withdrawal.status == "requested"
+
+    response = client.post(url, {"payout_reference": "", "note": " unknown wallet ", "reject": "1"})
+    assert response.status_code == 302
+    assert response.url == reverse("admin:affiliates_affiliatewithdrawal_changelist")
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.decision_note, withdrawal.decided_by) == (
+        "rejected",
+        "unknown wallet",
+        staff,
+    )
+    assert affiliate_available(affiliate) == Decimal("10.00")
+
+    # The request's own page lists its fields in their usual order, the affiliate first.
+    change_url = reverse("admin:affiliates_affiliatewithdrawal_change", args=[withdrawal.pk])
+    assert admin_fields_shown(client, change_url) == [
+        "affiliate",
+        "amount",
+        "currency",
+        "status",
+        "payout_details",
+        "payout_reference",
+        "decision_note",
+        "decided_by",
+        "decided_at",
+    ]
     books_balance()
 
 

@@ -21,6 +21,7 @@ from orders import services as order_services
 from orders.models import Order
 from tests.affiliates.helpers import (
     books_balance,
+    buy_through_page,
     enable_programme,
     listing,
     make_affiliate,
@@ -49,20 +50,6 @@ def referred(product, affiliate, **kwargs) -> Order:
 
 def available(account) -> Decimal:
     return ledger_selectors.balance(account)
-
-
-def buy_through_page(client, product, email="buyer@example.com"):
-    return client.post(
-        reverse("shop:product", args=[product.merchant.slug, product.slug]),
-        {
-            "option": product.pk,
-            "quantity": 1,
-            "email": email,
-            "query_password": "",
-            "gateway": "sandbox",
-            "coupon_code": "",
-        },
-    )
 
 
 # --- self-referrals -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -11,6 +12,7 @@ from ledger import services
 from ledger.models import Withdrawal
 from tests.conftest import verify_otp
 from tests.factories import MerchantFactory, UserFactory
+from tests.ledger.helpers import admin_fields_shown
 from tests.ledger.test_ledger import balances, sell
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +94,14 @@ def test_other_merchants_see_nothing(funded):
     assert order.number.encode() not in body
 
 
+def signed_in_staff() -> tuple[User, Client]:
+    staff = UserFactory(is_staff=True, is_superuser=True)
+    admin_client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    admin_client.force_login(staff)
+    verify_otp(admin_client, staff)
+    return staff, admin_client
+
+
 def test_staff_pay_or_reject(funded):
     merchant, _client, _order = funded
     withdrawal = services.request_withdrawal(
@@ -101,10 +111,7 @@ def test_staff_pay_or_reject(funded):
         payout_details="bank 9",
         actor=merchant.owner,
     )
-    staff = UserFactory(is_staff=True, is_superuser=True)
-    admin_client = Client(HTTP_ACCEPT_LANGUAGE="en")
-    admin_client.force_login(staff)
-    verify_otp(admin_client, staff)
+    _staff, admin_client = signed_in_staff()
     url = f"/admin/ledger/withdrawal/{withdrawal.pk}/decide/"
     assert "bank 9" in admin_client.get(url).content.decode()
 
@@ -120,3 +127,44 @@ def test_staff_pay_or_reject(funded):
     assert again.status_code == 200  # already decided
     for page in ("/admin/ledger/journal/", "/admin/ledger/account/", "/admin/ledger/withdrawal/"):
         assert admin_client.get(page).status_code == 200
+
+
+def test_staff_reject_with_a_note_and_read_the_request(funded):
+    merchant, _client, _order = funded
+    withdrawal = services.request_withdrawal(
+        merchant=merchant,
+        amount=Decimal("40.00"),
+        currency="CNY",
+        payout_details="bank 7",
+        actor=merchant.owner,
+    )
+    staff, admin_client = signed_in_staff()
+    page = admin_client.get(f"/admin/ledger/withdrawal/{withdrawal.pk}/decide/")
+    assert [(b.currency, b.available, b.withdrawing) for b in page.context["balances"]] == [
+        ("CNY", Decimal("55.00"), Decimal("40.00"))
+    ]
+
+    rejected = admin_client.post(
+        f"/admin/ledger/withdrawal/{withdrawal.pk}/decide/", {"reject": "1", "note": "wrong iban"}
+    )
+    assert rejected.status_code == 302
+    assert rejected.url == "/admin/ledger/withdrawal/"
+    withdrawal.refresh_from_db()
+    assert (withdrawal.status, withdrawal.decision_note) == ("rejected", "wrong iban")
+    assert (withdrawal.decided_by, withdrawal.payout_reference) == (staff, "")
+    assert balances(merchant)[1:] == (Decimal("95.00"), 0)
+
+    # The request's own page lists its fields in their usual order, the merchant first.
+    change_url = f"/admin/ledger/withdrawal/{withdrawal.pk}/change/"
+    assert admin_fields_shown(admin_client, change_url) == [
+        "merchant",
+        "amount",
+        "currency",
+        "status",
+        "payout_details",
+        "payout_reference",
+        "decision_note",
+        "requested_by",
+        "decided_by",
+        "decided_at",
+    ]

@@ -7,29 +7,42 @@ refused; the same for buyers' order tokens.
    programme, referrals, resale offers, listings and sales, webhook endpoints and deliveries,
    notification settings), written through the real services: checkout, signed sandbox
    payment, delivery, settlement, withdrawal request, dispute with a screenshot, and so on. The
-   cases are derived from ``merchant_site._registry`` at collection: for every ModelAdmin, every
-   route of its ``get_urls()`` that takes an object id (change, delete, history, the bare-id
-   redirect and any custom view) plus the site's view-on-site shortcut, each by GET and by a
-   forged POST, with the id of every B row of that model. Each answer must be a refusal (403,
-   404, or a redirect away that shows nothing of B), and no row of any table may change. The
-   merchant-centre pages that are not one row's (statement, analytics, customers, reports, the
-   customer-note page keyed by ``?customer=``) are tried with B's ids too.
+   cases are derived from ``merchant_site._registry`` at collection:
 
-   New code cannot slip past: a model registered on the site without a B row fails the fixture;
-   a route whose parameter the matrix cannot fill fails its case; a new site-level page under
-   /merchant/ fails ``test_every_merchant_centre_page_is_known``.
+   - every route of every ModelAdmin's ``get_urls()`` that takes an object id (change, delete,
+     history, the bare-id redirect and custom views: key import, manual delivery, dispute
+     answer, message and screenshot) plus the site's view-on-site shortcut, by GET and by a
+     forged POST, with the id of every B row of that model. Each answer must be a refusal (403,
+     404, or a redirect away that shows nothing of B), and no row of any table may change. The
+     same route must open one of A's own rows (or refuse every merchant alike: delete where
+     nothing may be deleted, view-on-site of a model without a public URL);
+   - every admin action A is offered (and ``delete_selected``), POSTed with B's ids: the action
+     is handed none of B's rows and nothing changes; with A's and B's ids it is handed A's;
+   - every foreign-key and many-to-many field of A's own add and change forms offers none of
+     B's rows, and A's form POSTed with B's id there is a form error on that field;
+   - the admin's autocomplete, for every relation to a registered model, finds none of B's rows;
+   - each ModelAdmin's changelist lists exactly A's rows;
+   - the merchant-centre pages that are not one row's (changelists' custom pages such as the
+     statement and the supplier report, analytics with every export, customers, the
+     customer-note page keyed by ``?customer=``) with B's ids in the query string.
 
-2. Buyer order tokens. Two buyers, Ann (A) and Ben (B), with delivered orders at one store,
-   both disputed with a screenshot; Ben also has a pending order with an open payment. A's
-   token with B's dispute id or payment reference is 404 and shows nothing of B (and vice
-   versa); forged tokens (one character changed, B's order number, the stored hash, the nonce,
-   empty, ...) are 404 on every token URL, the list of which is checked against the URLconf;
-   the order lookup with B's number and A's email finds nothing, and A's lookup grant does not
-   open B's order.
+   New code cannot slip past: a model registered on the site without a row per store fails the
+   fixture; a route whose parameter the matrix cannot fill fails its case; a new site-level page
+   under /merchant/ fails ``test_every_merchant_centre_page_is_known``.
+
+2. Buyer order tokens. Two buyers, Ann (A) and Ben (B), with delivered orders at one store, and
+   Cara (C) at another store, each disputed with a screenshot; Ben also has a pending order with
+   an open payment. A's token with B's or C's dispute id or payment reference is 404 and shows
+   nothing of theirs (and the other way round); forged tokens (one character changed, B's
+   order number, the stored hash, the nonce, empty, ...) are 404 on every token URL (order
+   page, key download, pay and hosted pay/payment status, data download, erasure, dispute
+   pages, review), the list of which is checked against the URLconf; the order lookup with B's
+   number and A's email finds nothing, and A's lookup grant does not open B's order.
 
 The data is built once per module inside a rolled-back transaction (as ``TestCase`` does for
 ``setUpTestData``); each test runs in its own savepoint on top, so a leak in one case cannot
-disturb the next.
+disturb the next. "Nothing changes" is a digest of every row of every project table (and the
+many-to-many tables, and the admin log), taken in one query.
 """
 
 from __future__ import annotations
@@ -62,7 +75,7 @@ from disputes.models import Dispute, DisputeMessage
 from ledger import services as ledger_services
 from merchants import customers
 from merchants import services as merchant_services
-from merchants.admin import merchant_site
+from merchants.admin import MerchantScopedAdmin, merchant_site
 from merchants.models import CustomerNote, Merchant
 from orders import selectors as order_selectors
 from orders.models import Order, Payment
@@ -439,6 +452,9 @@ def build_store(name: str, *, supplier_offer, chat_id: str) -> Store:
         *store.customer_keys,
     ]
     for model in MERCHANT_MODELS:
+        assert isinstance(merchant_site._registry[model], MerchantScopedAdmin), (
+            f"{label(model)} is registered on merchant_site without MerchantScopedAdmin's scoping"
+        )
         rows = list(store.rows(model))
         assert rows, (
             f"{label(model)} is registered on merchant_site but the IDOR fixture has no row of "
