@@ -22,7 +22,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from affiliates import lock_objects
+from affiliates import lock_objects, notifications
 from affiliates.exceptions import (
     AffiliateWithdrawalNotAllowed,
     ResaleUnavailable,
@@ -352,6 +352,7 @@ def request_affiliate_withdrawal(
                 Line(accounts.affiliate_withdrawing(affiliate, currency), -amount),
             ],
         )
+        notifications.remember_request_language(withdrawal=withdrawal)
     return withdrawal
 
 
@@ -399,6 +400,7 @@ def decide_affiliate_withdrawal(
                 ),
             ],
         )
+        notifications.queue_withdrawal_decided_after_commit(withdrawal_id=withdrawal.pk)
     return withdrawal
 
 

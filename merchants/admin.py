@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from merchants import admin_admission  # noqa: F401  (registers admission and inspection pages)
+from merchants import selectors as merchant_selectors
 from merchants.models import Merchant, MerchantMembership
 from merchants.selectors import merchant_for_user
 from orders import privacy as order_privacy
@@ -32,6 +33,7 @@ from shop import services as shop_services
 from shop.admin_views import export_keys_response, import_keys_view
 from shop.exceptions import CardvaultError
 from shop.models import CardKey, Category, ImportBatch, Product
+from webhooks import notifications as merchant_notices
 
 
 class MerchantLoginForm(AdminAuthenticationForm):
@@ -173,9 +175,10 @@ class MerchantProductAdmin(MerchantScopedAdmin):
         "delivery_mode",
         "is_active",
         "review_status",
+        "review_reason",
         "stock",
     )
-    list_filter = ("is_active", "delivery_mode")
+    list_filter = ("review_status", "is_active", "delivery_mode")
     search_fields = ("title", "slug")
     prepopulated_fields = {"slug": ("title",)}
     fields = (
@@ -195,15 +198,31 @@ class MerchantProductAdmin(MerchantScopedAdmin):
         "manual_fields",
         "sort_order",
     )
+    # Staff's screening outcome, shown to the merchant and never editable by them.
+    review_fields = ("review_status", "review_reason", "reviewed_at")
+    readonly_fields = review_fields
     change_form_template = "admin/shop/product_change_form.html"
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = super().get_fields(request, obj)
+        if obj is None:  # nothing screened yet on the add page
+            return fields
+        return (*fields, self.review_fields)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Product]:
         return shop_selectors.with_stock(super().get_queryset(request))
 
+    @admin.display(description=gettext_lazy("review reason"))
+    def review_reason(self, obj: Product) -> str:
+        return merchant_selectors.product_review_reason(obj) or "-"
+
     def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
         # Prohibited-term screening: a hit holds the product for staff review, unlisted.
+        was_held = change and obj.review_status == Product.ReviewStatus.HELD
         shop_services.screen_product(product=obj)
         super().save_model(request, obj, form, change)
+        if obj.review_status == Product.ReviewStatus.HELD and not was_held:
+            merchant_notices.queue_product_review_notice(product=obj)
         if obj.review_status != Product.ReviewStatus.PUBLISHED:
             self.message_user(
                 request,

@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from merchants.models import (
     InspectionReport,
@@ -17,6 +19,9 @@ from merchants.models import (
     MerchantApplication,
     MerchantInspection,
 )
+
+if TYPE_CHECKING:
+    from shop.models import Product
 
 RATE_PLACES = Decimal("0.0001")
 SPIKE_BASELINE_DAYS = 14
@@ -28,6 +33,29 @@ def merchant_for_user(user: User | AnonymousUser) -> Merchant | None:
     if not user.is_authenticated or not user.is_active:
         return None
     return Merchant.objects.filter(memberships__user=user).first()
+
+
+def product_review_reason(product: Product) -> str:
+    """Why a product is off the storefront, as its merchant is told (merchant centre and the
+    held/rejected notice): staff's reason for a rejection; for a held product the prohibited
+    term screening matched, or that an edit awaits staff review. Empty for a published one."""
+    from shop import selectors as shop_selectors
+    from shop.models import Product
+
+    if product.review_status == Product.ReviewStatus.REJECTED:
+        return product.review_note
+    if product.review_status != Product.ReviewStatus.HELD:
+        return ""
+    # Checked against the text as it is now: after an edit of a rejected product the term
+    # screening once matched (kept for the reviewer) may be gone.
+    term = shop_selectors.find_prohibited_term(
+        product.title, product.description, product.how_to_use
+    )
+    if term is not None:
+        return _(
+            "It contains the prohibited term “%(term)s”; the platform's staff will review it."
+        ) % {"term": term}
+    return _("Your changes are waiting for the platform's staff to review them.")
 
 
 def store_slug_taken(*, slug: str) -> bool:

@@ -100,7 +100,17 @@ class NeedsAttentionFilter(admin.SimpleListFilter):
 
 class RefundInline(admin.TabularInline):
     model = Refund
-    fields = ("request_id", "amount", "currency", "status", "source", "reason", "created_at")
+    fields = (
+        "request_id",
+        "amount",
+        "currency",
+        "status",
+        "source",
+        "reason",
+        "gateway_refund_id",
+        "failure",
+        "created_at",
+    )
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -344,6 +354,8 @@ class RefundAdmin(ReadOnlyAdmin):
         "currency",
         "status",
         "source",
+        "gateway_refund_id",
+        "failure",
         "paid_out_reference",
         "created_at",
     )

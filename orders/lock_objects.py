@@ -55,25 +55,35 @@ def lock_free_key_ids(*, product_id: int, count: int, now: datetime) -> list[int
     free = CardKey.objects.select_for_update(skip_locked=True, of=("self",)).filter(
         free_stock_q(now)
     )
-    if connection.vendor == "postgresql":
-        # A plan that does not depend on the statistics: ``product_id = ANY(ARRAY[…])`` forms no
-        # equivalence class, so ``ORDER BY product_id, id`` stays a two-column order that only
-        # the ``cardkey_free_stock`` index (product_id, id) delivers; walking the primary key (or
-        # any other index) would need a sort of every candidate row. With ``product_id = %s``
-        # and ``ORDER BY id``, stale statistics after a product sold most of its keys made
-        # PostgreSQL walk the primary key over every sold row (issue 7; the EXPLAIN is checked
-        # by tests/shop/test_claim_plan.py and by ``make bench``, docs/performance.md).
-        scoped = free.filter(
-            RawSQL(
-                f"{connection.ops.quote_name(CardKey._meta.db_table)}"
-                f".{connection.ops.quote_name('product_id')} = ANY (ARRAY[%s]::bigint[])",
-                (product_id,),
-                output_field=BooleanField(),
-            )
-        ).order_by("product_id", "id")
-    else:
-        scoped = free.filter(product_id=product_id).order_by("id")
-    return list(scoped.values_list("id", flat=True)[:count])
+    if connection.vendor != "postgresql":
+        return list(
+            free.filter(product_id=product_id).order_by("id").values_list("id", flat=True)[:count]
+        )
+    # A plan that does not depend on the statistics (issue 7; the EXPLAIN is checked by
+    # tests/shop/test_claim_plan.py and by ``make bench``, docs/performance.md). In its plain
+    # form, ``product_id = %s ORDER BY id``, stale statistics after a product sold most of its
+    # keys made PostgreSQL walk the primary key over every sold row, and a bloated free-stock
+    # index made it scan all of ``cardkey_batch_status`` and sort. Here ``product_id = ANY
+    # (ARRAY[…])`` forms no equivalence class, so ``ORDER BY product_id, id`` stays a two-column
+    # order that only ``cardkey_free_stock`` (product_id, id) delivers without a sort, and sorts
+    # are switched off for this one statement (``SET LOCAL``, restored right after): every other
+    # access path would have to sort its candidate rows.
+    quote = connection.ops.quote_name
+    column = f"{quote(CardKey._meta.db_table)}.{quote('product_id')}"
+    # Names from the model, the id a bound parameter: nothing from input reaches the SQL.
+    any_of = RawSQL(  # noqa: S611  # nosec B611
+        f"{column} = ANY (ARRAY[%s]::bigint[])", (product_id,), output_field=BooleanField()
+    )
+    claim = free.filter(any_of).order_by("product_id", "id").values_list("id", flat=True)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT current_setting('enable_sort'), set_config('enable_sort', 'off', true)"
+        )
+        row = cursor.fetchone()
+        previous = row[0] if row else "on"
+        ids = list(claim[:count])
+        cursor.execute("SELECT set_config('enable_sort', %s, true)", [previous])
+    return ids
 
 
 def key_ids_still_free(ids: Sequence[int], now: datetime) -> Q:

@@ -45,7 +45,14 @@ from orders.exceptions import (
     TradeAlreadyBound,
     UnknownPayment,
 )
-from orders.gateways.base import CallbackReply, CallbackRequest, PaymentAction, VerifiedEvent
+from orders.gateways.base import (
+    CallbackReply,
+    CallbackRequest,
+    Gateway,
+    PaymentAction,
+    RefundResult,
+    VerifiedEvent,
+)
 from orders.gateways.registry import build_gateway, get_gateway
 from orders.models import (
     ORDER_TRANSITIONS,
@@ -178,6 +185,17 @@ def place_order(
             errors.update(exc.message_dict)
     if errors:
         raise InvalidOrderInput("invalid order input", errors=errors)
+    # Already sold out when this request read the listing (the free-stock count annotated by
+    # ``shop.selectors.with_stock``): answer now instead of screening, locking, inserting and
+    # rolling back an order; in a drop most buyers get this answer (``make bench``,
+    # docs/performance.md). Without the annotation the claim below decides, as it always does.
+    free_keys = getattr(product, "free_keys", None)
+    if (
+        product.delivery_mode == Product.DeliveryMode.AUTO
+        and free_keys is not None
+        and free_keys < quantity
+    ):
+        raise OutOfStock(f"product {product.pk}: {free_keys} of {quantity} free when listed")
     # Wholesale tier (or the given unit price), then the coupon; a bad code is rejected here,
     # before anything is written, and checked again under the coupon's lock below.
     quote = promotions_selectors.quote_order(
@@ -952,7 +970,11 @@ def clear_flag(*, order_id: int) -> None:
 
 
 # --- refunds ------------------------------------------------------------------------------------
+# What a payment can no longer refund: done, owed by hand, or taken by the gateway and not
+# finished yet (a pending refund may still fail; then it is FAILED and its amount free again).
 _OPEN_REFUND_STATES = (Refund.Status.PENDING, Refund.Status.SUCCEEDED, Refund.Status.MANUAL)
+# What the order's refunded state and the ledger count.
+_DONE_REFUND_STATES = (Refund.Status.SUCCEEDED, Refund.Status.MANUAL)
 
 
 def _refund_after_commit(*, payment: Payment, kind: str) -> None:
@@ -1052,43 +1074,115 @@ def request_refund(
 
 def _execute_refund(*, refund_id: int) -> None:
     """Ask the gateway for a pending (or failed) refund, outside any lock; the gateway dedupes
-    on our request id, so a repeat after a crash refunds once."""
+    on our request id, so a repeat after a crash refunds once. A refund the gateway already took
+    and left pending (it has a gateway refund id) is asked about, never sent again."""
     refund = Refund.objects.select_related("payment").get(pk=refund_id)
+    if refund.status not in (Refund.Status.PENDING, Refund.Status.FAILED):
+        return
     gateway = build_gateway(refund.payment.gateway)
+    if refund.status == Refund.Status.PENDING and refund.gateway_refund_id:
+        _check_pending_refund(refund=refund, gateway=gateway)
+        return
+    # A refund the gateway took and then failed (it has the gateway's id) is retried as a new
+    # refund at the gateway, under a seed naming the failed one: the original seed would only
+    # get the failed refund back (Stripe replays an idempotency key's first answer for a day).
+    # Deterministic, so a retry repeated after a crash is still one refund.
+    seed = refund.request_id
+    if refund.status == Refund.Status.FAILED and refund.gateway_refund_id:
+        seed = f"{refund.request_id}|after:{refund.gateway_refund_id}"
     try:
         if gateway is None or not gateway.is_enabled():
             raise GatewayUnavailable(f"gateway {refund.payment.gateway!r} is not available")
-        result = gateway.refund(
-            payment=refund.payment, amount=refund.amount, reason=refund.request_id
-        )
+        result = gateway.refund(payment=refund.payment, amount=refund.amount, reason=seed)
     except Exception as exc:  # any failure: recorded, flagged, retried by the repair job
         logger.warning(
             "refund failed at the gateway",
             extra={"refund_id": refund.pk, "error": type(exc).__name__},
         )
         with transaction.atomic(durable=True):
-            Refund.objects.filter(pk=refund.pk, status__in=["pending", "failed"]).update(
-                status=Refund.Status.FAILED, failure=f"{type(exc).__name__}"[:300]
-            )
+            # Unless another run recorded an attempt the gateway took meanwhile.
+            Refund.objects.filter(
+                pk=refund.pk,
+                status__in=["pending", "failed"],
+                gateway_refund_id=refund.gateway_refund_id,
+            ).update(status=Refund.Status.FAILED, failure=f"{type(exc).__name__}"[:300])
             flag_order(order_id=refund.order_id, reason=f"refund {refund.request_id} failed")
         return
+    _record_refund_result(refund_id=refund.pk, asked_about=refund.gateway_refund_id, result=result)
+
+
+def _check_pending_refund(*, refund: Refund, gateway: Gateway | None) -> None:
+    """A refund the gateway took but had not finished: ask how it ended. Not knowing yet (an
+    outage, a gateway switched off) leaves it pending for the next run: never marked failed on a
+    guess, which would invite a second payout of money that may still be on its way."""
+    try:
+        if gateway is None or not gateway.is_enabled():
+            raise GatewayUnavailable(f"gateway {refund.payment.gateway!r} is not available")
+        if gateway.supports_refund_query:
+            result = gateway.query_refund(
+                payment=refund.payment,
+                refund_id=refund.gateway_refund_id,
+                amount=refund.amount,
+            )
+        else:
+            # Cannot happen with today's adapters (only those that can query report pending);
+            # sending the same request again is the same refund at the gateway.
+            result = gateway.refund(
+                payment=refund.payment, amount=refund.amount, reason=refund.request_id
+            )
+    except Exception as exc:
+        logger.warning(
+            "could not learn a pending refund's outcome",
+            extra={"refund_id": refund.pk, "error": type(exc).__name__},
+        )
+        return
+    if result.refund_id and result.refund_id != refund.gateway_refund_id[:128]:
+        logger.warning("gateway answered about another refund", extra={"refund_id": refund.pk})
+        return
+    _record_refund_result(refund_id=refund.pk, asked_about=refund.gateway_refund_id, result=result)
+
+
+def _record_refund_result(*, refund_id: int, asked_about: str, result: RefundResult) -> None:
+    """Record what the gateway said about a refund, once: a refund already finished (by a
+    concurrent run, a replayed answer) changes nothing, nor does an answer about an attempt that
+    is no longer the refund's (``asked_about``: its gateway refund id when the gateway was asked;
+    another run has recorded a newer attempt since). Pending: kept pending with the gateway's
+    id, nothing booked. Succeeded: the order, ledger and buyer notice, in this transaction.
+    Failed: marked failed with the reason and the order flagged; the amount is refundable again,
+    so staff retry it or pay it out by hand."""
     with transaction.atomic(durable=True):
-        order = lock_objects.lock_order(order_id=refund.order_id)
-        locked = Refund.objects.select_for_update().get(pk=refund.pk)
+        order = lock_objects.lock_order(order_id=Refund.objects.get(pk=refund_id).order_id)
+        locked = Refund.objects.select_for_update().get(pk=refund_id)
         if locked.status not in (Refund.Status.PENDING, Refund.Status.FAILED):
             return
-        if not result.succeeded:
-            locked.status = Refund.Status.FAILED
-            locked.failure = "the gateway declined the refund"
-            locked.save(update_fields=["status", "failure"])
-            flag_order(order_id=order.pk, reason=f"refund {locked.request_id} declined")
+        if locked.gateway_refund_id != asked_about:
             return
-        locked.status = Refund.Status.SUCCEEDED
+        if result.succeeded:
+            locked.status = Refund.Status.SUCCEEDED
+            if result.refund_id:
+                locked.gateway_refund_id = result.refund_id[:128]
+            locked.completed_at = timezone.now()
+            locked.failure = ""
+            locked.save(update_fields=["status", "gateway_refund_id", "completed_at", "failure"])
+            _apply_refund(order=order, refund=locked, actor=locked.requested_by)
+            return
+        if result.pending:
+            # Without the gateway's id (no adapter answers so) the repair job sends the same
+            # request again, which the gateway dedupes; with it, the job asks about it.
+            locked.status = Refund.Status.PENDING
+            if result.refund_id:
+                locked.gateway_refund_id = result.refund_id[:128]
+            locked.failure = ""
+            locked.save(update_fields=["status", "gateway_refund_id", "failure"])
+            return
+        locked.status = Refund.Status.FAILED
+        # With an id, the gateway made a refund and it failed: a retry must be a new one
+        # (``_execute_refund``). Without, nothing stands at the gateway: a retry sends the same
+        # request again, which is the safe retry where the outcome was unclear.
         locked.gateway_refund_id = result.refund_id[:128]
-        locked.completed_at = timezone.now()
-        locked.failure = ""
-        locked.save(update_fields=["status", "gateway_refund_id", "completed_at", "failure"])
-        _apply_refund(order=order, refund=locked, actor=locked.requested_by)
+        locked.failure = (result.failure or "the gateway declined the refund")[:300]
+        locked.save(update_fields=["status", "gateway_refund_id", "failure"])
+        flag_order(order_id=order.pk, reason=f"refund {locked.request_id} failed: {locked.failure}")
 
 
 def _apply_refund(*, order: Order, refund: Refund, actor: User | None) -> None:
@@ -1107,11 +1201,13 @@ def _apply_refund(*, order: Order, refund: Refund, actor: User | None) -> None:
         actor=actor,
     )
     if of_sale:
+        # Only money that went back (or that staff owe by hand): a refund still pending at the
+        # gateway moves the order when it succeeds, never before.
         refunded = sum(
             (
                 r.amount
                 for r in Refund.objects.filter(
-                    payment_id=refund.payment_id, status__in=_OPEN_REFUND_STATES
+                    payment_id=refund.payment_id, status__in=_DONE_REFUND_STATES
                 )
             ),
             Decimal(0),
@@ -1283,7 +1379,8 @@ def reconcile_pending_payments(*, now: datetime | None = None) -> int:
 def repair_paid_orders(*, now: datetime | None = None) -> int:
     """Paid but not delivered: deliver what stock allows now (each order in its own
     transaction, all or nothing), flag what still cannot be delivered, and re-send lost
-    receipts and merchant notices; retry refunds a crash left pending. Idempotent."""
+    receipts and merchant notices; retry refunds a crash left pending and learn how refunds
+    pending at the gateway ended. Idempotent."""
     now = now or timezone.now()
     repaired = 0
     settle = now - timedelta(minutes=2)
@@ -1329,9 +1426,15 @@ def repair_paid_orders(*, now: datetime | None = None) -> int:
         paid_at__lt=settle,
     ).values_list("id", flat=True)[:500]:
         tasks.notify_merchant_order_paid_task.delay(order_id=order_id)
-    for refund_id in Refund.objects.filter(
-        status=Refund.Status.PENDING, created_at__lt=now - timedelta(minutes=5)
-    ).values_list("id", flat=True)[:100]:
+    # Refunds a crash left unsent are sent again (the gateway dedupes them); refunds the
+    # gateway took but had not finished are asked about (``_execute_refund``).
+    for refund_id in (
+        Refund.objects.filter(
+            status=Refund.Status.PENDING, created_at__lt=now - timedelta(minutes=5)
+        )
+        .order_by("created_at")
+        .values_list("id", flat=True)[:100]
+    ):
         _execute_refund(refund_id=refund_id)
     return repaired
 

@@ -1,14 +1,26 @@
-"""Buyer input fields for manual-delivery products: spec validation and buyer-input validation."""
+"""Buyer input fields for manual-delivery products: spec validation and buyer-input validation.
 
+A field's ``pattern`` is a merchant's regular expression run on a buyer's input, so a
+catastrophic one (``(a+)+$``) must not hang a worker: patterns are bounded in length and must
+compile when the merchant saves them, and buyer input is matched with the ``regex`` package under
+a short timeout; a match that runs out of time counts as input not in the expected format.
+"""
+
+import logging
 import re
 from typing import Any
 
+import regex
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
+
+logger = logging.getLogger(__name__)
 
 FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 MAX_FIELDS = 10
 MAX_VALUE_LENGTH = 200
+MAX_PATTERN_LENGTH = 200
+MATCH_TIMEOUT_SECONDS = 0.1
 
 
 def validate_manual_field_spec(spec: Any) -> None:
@@ -27,9 +39,18 @@ def validate_manual_field_spec(spec: Any) -> None:
         seen.add(item["name"])
         pattern = item.get("pattern")
         if pattern:
+            if not isinstance(pattern, str) or len(pattern) > MAX_PATTERN_LENGTH:
+                raise ValidationError(
+                    {
+                        "manual_fields": _(
+                            "“%(name)s”: a pattern is text of at most %(n)d characters."
+                        )
+                        % {"name": item["name"], "n": MAX_PATTERN_LENGTH}
+                    }
+                )
             try:
-                re.compile(pattern)
-            except re.error:
+                regex.compile(pattern)
+            except regex.error:
                 raise ValidationError(
                     {"manual_fields": _("“%(name)s” has an invalid pattern.") % item}
                 ) from None
@@ -51,10 +72,23 @@ def clean_manual_inputs(spec: list[dict[str, Any]], data: dict[str, str]) -> dic
             errors[name] = _("“%(label)s” is too long.") % {"label": label}
             continue
         pattern = item.get("pattern")
-        if pattern and not re.fullmatch(pattern, value):
+        if pattern and not matches(pattern, value, field=name):
             errors[name] = _("“%(label)s” is not in the expected format.") % {"label": label}
             continue
         cleaned[name] = value
     if errors:
         raise ValidationError(errors)
     return cleaned
+
+
+def matches(pattern: str, value: str, *, field: str = "") -> bool:
+    """Whether ``value`` matches all of ``pattern``. False, never a hang, when the match takes
+    longer than ``MATCH_TIMEOUT_SECONDS`` (a catastrophic pattern) or the stored pattern does not
+    compile (saved before patterns were checked). Logs the field, never the buyer's input."""
+    try:
+        return regex.fullmatch(pattern, value, timeout=MATCH_TIMEOUT_SECONDS) is not None
+    except TimeoutError:
+        logger.warning("manual field %r: pattern match timed out; input refused", field)
+    except (regex.error, TypeError):
+        logger.warning("manual field %r: stored pattern is invalid; input refused", field)
+    return False

@@ -343,6 +343,10 @@ def create_product(*, merchant: Merchant, **fields: Any) -> Product:
     screen_product(product=product)
     with transaction.atomic(durable=True):
         product.save()
+        if product.review_status == Product.ReviewStatus.HELD:
+            from webhooks import notifications as merchant_notices
+
+            merchant_notices.queue_product_review_notice(product=product)
     return product
 
 
@@ -376,4 +380,8 @@ def reject_product(*, product_id: int, reason: str) -> Product:
         )
         if not changed:
             raise ProductReviewRefused(f"product {product_id} is not held")
-        return Product.objects.get(pk=product_id)
+        product = Product.objects.get(pk=product_id)
+        from webhooks import notifications as merchant_notices
+
+        merchant_notices.queue_product_review_notice(product=product)
+        return product

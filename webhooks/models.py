@@ -106,6 +106,35 @@ class MerchantNotice(models.Model):
         return f"{self.kind} {self.object_key} ({self.channel})"
 
 
+class AffiliateNotice(models.Model):
+    """One e-mail to an affiliate (``affiliates.notifications``), claimed before sending like a
+    ``MerchantNotice`` so a task delivered twice sends it once. ``language`` is the one the
+    affiliate used when the notice's subject began (a withdrawal request), empty if unknown."""
+
+    affiliate = models.ForeignKey(
+        "affiliates.Affiliate",
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("affiliate"),
+    )
+    kind = models.CharField(_("kind"), max_length=32)
+    object_key = models.CharField(_("about"), max_length=64)
+    language = models.CharField(_("language"), max_length=16, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("affiliate notice")
+        verbose_name_plural = _("affiliate notices")
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "object_key"], name="affiliatenotice_once")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_key}"
+
+
 class LowStockState(models.Model):
     """Whether a product is below its threshold now, so a notice goes out once per crossing."""
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
@@ -25,6 +25,9 @@ from merchants.models import Merchant
 from webhooks import selectors, tasks, telegram
 from webhooks.exceptions import TelegramError
 from webhooks.models import MerchantNotice, NotificationSettings, WebhookEvent
+
+if TYPE_CHECKING:
+    from shop.models import Product
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +163,32 @@ def _withdrawal(object_id: int) -> Notice:
     )
 
 
+def _product_review(kind: str, object_id: int) -> Notice:
+    from merchants.selectors import product_review_reason
+    from shop.models import Product
+
+    product = Product.objects.select_related("merchant__owner").get(pk=object_id)
+    # Released (or held again, or rejected) before the task ran: this notice is out of date.
+    current = product.review_status == PRODUCT_REVIEW_STATUS[kind]
+    return Notice(
+        merchant=product.merchant,
+        template="webhooks/email/product_review",
+        context={
+            "product": product,
+            # Called while rendering, so it is worded in the merchant's language.
+            "reason": partial(product_review_reason, product),
+            "merchant_url": settings.SITE_URL
+            + reverse("merchant_admin:shop_product_change", args=[product.pk]),
+        },
+        channels=frozenset({EMAIL} if current else ()),
+    )
+
+
+PRODUCT_REVIEW_STATUS = {"product_held": "held", "product_rejected": "rejected"}
+
 NOTICES: dict[str, Callable[[int], Notice]] = {
+    "product_held": partial(_product_review, "product_held"),
+    "product_rejected": partial(_product_review, "product_rejected"),
     "order_paid": _order_paid,
     "dispute_opened": _dispute_opened,
     "low_stock": _low_stock,
@@ -190,6 +218,15 @@ def queue_notice_after_commit(*, kind: str, object_id: int, object_key: str = ""
                 channel=channel,
             )
         )
+
+
+def queue_product_review_notice(*, product: Product) -> None:
+    """Inside the transaction that held or rejected ``product``: e-mail its merchant the status
+    and the reason once it commits. Each hold or rejection is its own notice (the key carries
+    the moment it was queued), sent at most once."""
+    kind = "product_rejected" if product.review_status == "rejected" else "product_held"
+    stamp = (product.reviewed_at or timezone.now()).strftime("%Y%m%d%H%M%S%f")
+    queue_notice_after_commit(kind=kind, object_id=product.pk, object_key=f"{product.pk}:{stamp}")
 
 
 def queue_event_notices(*, event: str, object_id: int, object_key: str, merchant_id: int) -> None:

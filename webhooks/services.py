@@ -23,7 +23,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from merchants.models import Merchant
-from webhooks import selectors, signing, targets, tasks, transport
+from webhooks import lock_objects, selectors, signing, targets, tasks, transport
 from webhooks.exceptions import TargetDoesNotResolve, UnsafeWebhookTarget
 from webhooks.models import (
     LowStockState,
@@ -240,6 +240,28 @@ def resend_delivery(*, delivery: WebhookDelivery, actor: User | None = None) -> 
     logger.info("webhook delivery %s resent by user %s", delivery.pk, getattr(actor, "pk", None))
     delivery.refresh_from_db()
     return delivery
+
+
+def purge_old_deliveries(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Beat job: delete finished deliveries (and their attempt logs) created more than
+    ``WEBHOOK_LOG_RETENTION_DAYS`` ago, ``batch_size`` at a time, each batch in its own short
+    transaction. A delivery still pending (awaiting a retry, or resent by its merchant) is kept
+    however old. Idempotent: a second run finds nothing left to delete. Returns the number of
+    deliveries deleted."""
+    before = (now or timezone.now()) - timedelta(days=settings.WEBHOOK_LOG_RETENTION_DAYS)
+    deleted = 0
+    while True:
+        with transaction.atomic(durable=True):
+            ids = lock_objects.lock_expired_delivery_ids(before=before, limit=batch_size)
+            if ids:
+                WebhookAttempt.objects.filter(delivery_id__in=ids).delete()
+                WebhookDelivery.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)
+        if len(ids) < batch_size:
+            break
+    if deleted:
+        logger.info("webhook log retention: %s deliveries deleted", deleted)
+    return deleted
 
 
 # --- low stock ------------------------------------------------------------------------------

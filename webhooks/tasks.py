@@ -31,6 +31,13 @@ def retry_due_webhooks_task() -> int:
 
 
 @shared_task
+def purge_webhook_logs_task() -> int:
+    from webhooks import services
+
+    return services.purge_old_deliveries()
+
+
+@shared_task
 def check_low_stock_task(*, product_id: int) -> bool:
     from webhooks import services
 
@@ -49,3 +56,17 @@ def send_merchant_notice_task(*, kind: str, object_id: int, object_key: str, cha
     return notifications.send_merchant_notice(
         kind=kind, object_id=object_id, object_key=object_key, channel=channel
     )
+
+
+@shared_task(
+    autoretry_for=(SMTPException, OSError),
+    retry_backoff=True,
+    retry_backoff_max=600,
+    max_retries=10,
+)
+def send_affiliate_notice_task(*, kind: str, object_id: int) -> bool:
+    from affiliates import notifications
+
+    if kind != notifications.WITHDRAWAL_DECIDED:
+        raise ValueError(f"unknown affiliate notice {kind!r}")
+    return notifications.send_withdrawal_decided(withdrawal_id=object_id)

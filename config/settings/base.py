@@ -110,12 +110,20 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Connect and read/write timeouts on every Redis socket (cache, sessions, rate limits, Celery
+# broker): a stalled Redis fails a request after this long instead of hanging a worker.
+REDIS_SOCKET_TIMEOUT_SECONDS = env.float("REDIS_SOCKET_TIMEOUT_SECONDS", default=5.0)
+REDIS_SOCKET_OPTIONS = {
+    "socket_connect_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT_SECONDS,
+}
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "cardvault",
+            "OPTIONS": {**REDIS_SOCKET_OPTIONS},
         }
     }
 else:
@@ -176,7 +184,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # A message a worker took but never acknowledged (the worker died) goes back to the queue after
 # this many seconds. Must exceed the longest task; our tasks take seconds.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600)
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", default=3600),
+    **REDIS_SOCKET_OPTIONS,
 }
 CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 CELERY_BEAT_SCHEDULE = {
@@ -210,6 +219,7 @@ CELERY_BEAT_SCHEDULE = {
     "flush-product-views": {"task": "merchants.tasks.flush_product_views_task", "schedule": 60.0},
     # webhooks: send deliveries whose retry is due (each delivery is claimed, so overlap is safe)
     "retry-due-webhooks": {"task": "webhooks.tasks.retry_due_webhooks_task", "schedule": 30.0},
+    "purge-webhook-logs": {"task": "webhooks.tasks.purge_webhook_logs_task", "schedule": 3600.0},
 }
 
 # --- Cardvault ---------------------------------------------------------------------------
@@ -247,6 +257,7 @@ WEBHOOK_MAX_ATTEMPTS = env.int("WEBHOOK_MAX_ATTEMPTS", default=10)
 WEBHOOK_RETRY_BASE_SECONDS = env.int("WEBHOOK_RETRY_BASE_SECONDS", default=30)
 WEBHOOK_RETRY_MAX_SECONDS = env.int("WEBHOOK_RETRY_MAX_SECONDS", default=6 * 3600)
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env.bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", default=False)
+WEBHOOK_LOG_RETENTION_DAYS = env.int("WEBHOOK_LOG_RETENTION_DAYS", default=90)
 # One attempt's whole limit (connect + send + read); unset: three times the outbound timeout.
 WEBHOOK_ATTEMPT_TIMEOUT_SECONDS = env.float("WEBHOOK_ATTEMPT_TIMEOUT_SECONDS", default=None)
 _TELEGRAM_DEFAULT = "https://api.telegram.org"
@@ -308,6 +319,8 @@ CONTENT_SECURITY_POLICY = {
 }
 # Uploaded files (shop.uploads): largest accepted upload, in bytes.
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)
+# Key files imported in the admin (.txt/.csv): 20 MiB holds 100,000 keys of up to ~200 characters.
+KEY_IMPORT_MAX_BYTES = env.int("KEY_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
 
 # --- Merchant admission and daily inspection (merchants/) ------------------------------------
 # Applications: largest identity/business document (PNG, JPEG or PDF) and the per-IP rate of

@@ -35,6 +35,10 @@ Traps handled:
   * Keys are accepted as PEM or as the bare base64 body Alipay's console shows (PKCS#8 or
     PKCS#1 private keys, SubjectPublicKeyInfo or PKCS#1 public keys).
   * CNY only: Alipay charges ``total_amount`` in yuan whatever currency we think it is.
+  * A refund answered ``code=10000`` is done only with ``fund_change=Y``; otherwise (a repeat,
+    or a refund Alipay has not finished) ``alipay.trade.fastpay.refund.query`` decides:
+    ``refund_status=REFUND_SUCCESS`` is done, no status is "not received or failed". Until the
+    query can tell, the refund stays pending (the repair job asks again).
 """
 
 from __future__ import annotations
@@ -93,9 +97,11 @@ CENT = Decimal("0.01")
 # Alipay retries for ~25 h; a margin on top, never unbounded.
 NOTIFY_MAX_AGE = timedelta(hours=48)
 SUCCESS_CODE = "10000"
+REFUND_QUERY_METHOD = "alipay.trade.fastpay.refund.query"
 PAID_STATUSES = frozenset({"TRADE_SUCCESS", "TRADE_FINISHED"})
 # Amounts exactly as Alipay formats them: yuan with at most two decimals (no exponent, no NaN).
 _AMOUNT = re.compile(r"\d{1,10}(\.\d{1,2})?")
+_REQUEST_NO = re.compile(r"R[0-9a-f]{40}")
 _PEM_ARMOUR = re.compile(r"-----(BEGIN|END)[A-Z0-9 ]*-----")
 # Alipay refuses these in ``subject``.
 _SUBJECT_FORBIDDEN = re.compile(r"[/=&\x00-\x1f\x7f]")
@@ -203,6 +209,7 @@ class AlipayGateway(Gateway):
     display_name = _("Alipay")
     default_currencies = ("CNY",)
     supports_refund = True
+    supports_refund_query = True
     option_fields = (
         ConfigField("app_id", _("App ID"), help_text=_("The APPID of your Alipay open app.")),
         ConfigField(
@@ -520,10 +527,59 @@ class AlipayGateway(Gateway):
         body = self._call("alipay.trade.refund", biz)
         code = str(body.get("code", ""))
         if code != SUCCESS_CODE:
-            logger.warning(
-                "alipay refund refused",
-                extra={"code": code, "sub": str(body.get("sub_code", ""))[:64]},
+            sub_code = str(body.get("sub_code", ""))[:64]
+            logger.warning("alipay refund refused", extra={"code": code, "sub": sub_code})
+            # No refund was made: the same out_request_no stays safe to send again (Alipay asks
+            # exactly that after a SYSTEM_ERROR), so no refund id is reported.
+            return RefundResult(
+                refund_id="",
+                amount=Decimal(0),
+                succeeded=False,
+                failure=f"alipay refused the refund: {code[:16]} {sub_code}",
             )
-            return RefundResult(refund_id=request_no, amount=Decimal(0), succeeded=False)
-        # fund_change is "N" when this out_request_no was already refunded: still a success.
-        return RefundResult(refund_id=request_no, amount=amount, succeeded=True)
+        if body.get("fund_change") == "Y":
+            return RefundResult(refund_id=request_no, amount=amount, succeeded=True)
+        # "N" (or none): the call went through but this answer moved no money. It is a repeat of
+        # a refund already made, or one Alipay has not finished: only the refund query tells
+        # (Alipay's rule), never assumed done.
+        # Asked at once, a repeat is confirmed now; a refund Alipay is still working on may not
+        # show yet (Alipay: query ten seconds or more after refunding), so anything short of
+        # REFUND_SUCCESS is pending here, and only the repair job's later query can fail it.
+        try:
+            confirmed = self.query_refund(payment=payment, refund_id=request_no, amount=amount)
+        except Exception as exc:
+            logger.warning("alipay refund query failed", extra={"error": type(exc).__name__})
+        else:
+            if confirmed.succeeded:
+                return confirmed
+        return RefundResult(refund_id=request_no, amount=amount, succeeded=False, pending=True)
+
+    def query_refund(self, *, payment: Payment, refund_id: str, amount: Decimal) -> RefundResult:
+        # ``refund_id`` is our out_request_no (what ``refund`` reports).
+        if not _REQUEST_NO.fullmatch(refund_id):
+            raise GatewayUnavailable("not a Cardvault refund request number")
+        biz = {"out_trade_no": payment.reference, "out_request_no": refund_id}
+        body = self._call(REFUND_QUERY_METHOD, biz)  # transport errors: the caller asks again
+        code = str(body.get("code", ""))
+        if code != SUCCESS_CODE:
+            sub_code = str(body.get("sub_code", ""))[:64]
+            logger.warning("alipay refund query failed", extra={"code": code, "sub": sub_code})
+            raise GatewayUnavailable(f"alipay refund query failed: {code[:16]} {sub_code}")
+        if body.get("out_request_no") not in (None, refund_id) or body.get("out_trade_no") not in (
+            None,
+            payment.reference,
+        ):
+            raise MalformedNotification("refund query answered for another refund")
+        if body.get("refund_amount") not in (None, "", _yuan(amount)):
+            raise MalformedNotification("refund query answered for another amount")
+        if body.get("refund_status") == "REFUND_SUCCESS":
+            return RefundResult(refund_id=refund_id, amount=amount, succeeded=True)
+        # No refund_status: Alipay has no successful refund under this number ("not received or
+        # failed"). Reported without a refund id: a retry sends the same out_request_no again,
+        # which is Alipay's way to retry a refund and never refunds twice.
+        return RefundResult(
+            refund_id="",
+            amount=Decimal(0),
+            succeeded=False,
+            failure="alipay has no successful refund under this request number",
+        )

@@ -75,9 +75,21 @@ class CallbackReply:
 
 @dataclass(frozen=True, slots=True)
 class RefundResult:
+    """What a gateway said about a refund.
+
+    ``succeeded``: the money went back. ``pending``: the gateway took the refund but has not
+    finished it (some payment methods settle refunds over days, and may still fail them); the
+    service keeps the refund pending and asks again with ``Gateway.query_refund``. Neither: the
+    gateway declined it or the refund failed, ``failure`` saying why (a short machine reason,
+    never the gateway's free text). ``refund_id`` is the gateway's id of the refund object it
+    made (whatever ``query_refund`` needs to find it again), ``""`` when it made none (a
+    declined request)."""
+
     refund_id: str
     amount: Decimal
     succeeded: bool
+    pending: bool = False
+    failure: str = ""
 
 
 class Gateway(ABC):
@@ -90,6 +102,9 @@ class Gateway(ABC):
     option_fields: ClassVar[tuple[ConfigField, ...]] = ()
     secret_fields: ClassVar[tuple[ConfigField, ...]] = ()
     supports_refund: ClassVar[bool] = True
+    # Whether ``query_refund`` can tell a pending refund's outcome (every adapter whose
+    # ``refund`` may answer ``pending`` must).
+    supports_refund_query: ClassVar[bool] = False
 
     def __init__(self, config: GatewayConfig | None = None) -> None:
         self.config = config
@@ -170,7 +185,17 @@ class Gateway(ABC):
 
     @abstractmethod
     def refund(self, *, payment: Payment, amount: Decimal, reason: str) -> RefundResult:
-        """Refund (part of) a succeeded payment at the gateway."""
+        """Refund (part of) a succeeded payment at the gateway. ``reason`` is the caller's
+        idempotency seed (the refund request id): the same seed is the same refund at the
+        gateway, never a second one."""
+
+    def query_refund(self, *, payment: Payment, refund_id: str, amount: Decimal) -> RefundResult:
+        """Ask the gateway how a refund it answered ``pending`` ended (``refund_id`` as that
+        answer gave it, ``amount`` as given to ``refund``). Raises ``GatewayUnavailable`` when
+        the gateway cannot tell now."""
+        from orders.exceptions import GatewayUnavailable
+
+        raise GatewayUnavailable(f"{self.name} cannot query a refund")
 
     def reply_accepted(self) -> CallbackReply:
         return CallbackReply(status=200, body="success")

@@ -494,6 +494,11 @@ class EpayGateway(Gateway):
         code = str(body.get("code", "")).strip()
         if code not in ("0", "1"):
             logger.warning("epay refund refused with code %s", code[:8])
-            return RefundResult(refund_id=request_no, amount=Decimal(0), succeeded=False)
+            return RefundResult(
+                refund_id="",
+                amount=Decimal(0),
+                succeeded=False,
+                failure=f"epay refused the refund: code {code[:8]}",
+            )
         refund_id = str(body.get("refund_no") or request_no)[:128]
         return RefundResult(refund_id=refund_id, amount=amount, succeeded=True)

@@ -6,7 +6,8 @@ Wire format (this module is the only place that knows it):
     key>``, an ``Idempotency-Key`` on every POST. ``POST /v1/checkout/sessions`` (mode=payment,
     one line item of the order total, ``client_reference_id`` = our payment reference) → the
     session's ``url`` for the buyer; ``GET /v1/checkout/sessions/{id}`` to query; ``POST
-    /v1/refunds`` to refund. Amounts are integers in minor units.
+    /v1/refunds`` to refund, ``GET /v1/refunds/{id}`` to learn how a pending refund ended.
+    Amounts are integers in minor units.
   * Webhook: ``POST`` with a JSON event ``{"id": "evt_…", "type", "data": {"object": <checkout
     session>}}`` and ``Stripe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(webhook secret,
     "<t>.<raw body>")>`` (several ``v1`` while a secret is being rolled). Stripe waits for a 2xx;
@@ -32,6 +33,10 @@ Traps handled:
   * Retried POSTs carry an idempotency key derived from the payment reference (sessions) or the
     refund request id (refunds): a retry after a timeout is the same session / refund at Stripe.
   * The trade id bound to the payment is the PaymentIntent id (the session id if there is none).
+  * A refund answered ``pending`` (or ``requires_action``) has not returned the money: it can
+    still go to ``failed`` or ``canceled`` days later. It is reported as pending, never as
+    succeeded; the repair job asks ``GET /v1/refunds/{id}`` until it ends (refund webhook events
+    are acknowledged and change nothing, so the outcome never depends on one arriving).
 """
 
 from __future__ import annotations
@@ -88,6 +93,11 @@ TWO_DECIMAL_CURRENCIES = frozenset({"USD", "EUR", "CNY"})
 
 PAID_TYPES = frozenset({"checkout.session.completed", "checkout.session.async_payment_succeeded"})
 FAILED_TYPES = frozenset({"checkout.session.async_payment_failed", "checkout.session.expired"})
+# A refund in these states was taken but has not returned the money yet: it becomes
+# "succeeded", or "failed" / "canceled" (a bank refusing it, the buyer never giving the
+# details a requires_action refund asks for).
+PENDING_REFUND_STATES = frozenset({"pending", "requires_action"})
+FAILED_REFUND_STATES = frozenset({"failed", "canceled"})
 
 # Stripe lets a session live 30 minutes to 24 hours; we ask for the order's own deadline inside
 # those bounds, so a buyer cannot pay a long-expired order on a day-old page.
@@ -97,6 +107,8 @@ SESSION_MAX_LIFETIME = timedelta(hours=23, minutes=55)
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 _STRIPE_ID = re.compile(r"[A-Za-z0-9_]{3,255}")
 _SESSION_ID = re.compile(r"cs_[A-Za-z0-9_]{1,250}")
+_REFUND_ID = re.compile(r"(re|pyr)_[A-Za-z0-9_]{1,124}")
+_CODE = re.compile(r"[a-z_]{1,64}")
 _CURRENCY = re.compile(r"[a-zA-Z]{3}")
 _MAX_PRODUCT_NAME = 250
 
@@ -166,6 +178,7 @@ class StripeCheckoutGateway(Gateway):
         ),
     )
     supports_refund = True
+    supports_refund_query = True
 
     # --- configuration ------------------------------------------------------------------------
     @property
@@ -415,18 +428,61 @@ class StripeCheckoutGateway(Gateway):
             raise GatewayUnavailable(f"stripe refund unavailable ({status})")
         if status != 200:
             # Declined (already refunded, amount too large, disputed…): a person looks at it.
-            logger.warning("stripe declined a refund", extra={"code": self._error_code(answer)})
-            return RefundResult(refund_id="", amount=Decimal(0), succeeded=False)
+            code = self._error_code(answer)
+            logger.warning("stripe declined a refund", extra={"code": code})
+            failure = f"stripe declined the refund ({status}): {code}"
+            return RefundResult(refund_id="", amount=Decimal(0), succeeded=False, failure=failure)
+        return self._refund_result(answer, payment=payment, minor=minor)
+
+    def query_refund(self, *, payment: Payment, refund_id: str, amount: Decimal) -> RefundResult:
+        if not _REFUND_ID.fullmatch(refund_id):
+            raise GatewayUnavailable("not a Stripe refund id")
+        try:
+            status, answer = self._call("GET", f"{REFUNDS_PATH}/{refund_id}")
+        except httpx.HTTPError as exc:
+            raise GatewayUnavailable(f"stripe refund query failed: {type(exc).__name__}") from exc
+        if status != 200:
+            logger.warning("stripe refund query failed", extra={"code": self._error_code(answer)})
+            raise GatewayUnavailable(f"stripe refund query failed ({status})")
+        if answer.get("id") != refund_id:
+            raise GatewayUnavailable("stripe answered for another refund")
+        return self._refund_result(answer, payment=payment, minor=to_minor(amount))
+
+    def _refund_result(
+        self, answer: Mapping[str, Any], *, payment: Payment, minor: int
+    ) -> RefundResult:
+        """A Stripe refund object, checked against what we asked, as a ``RefundResult``."""
         refund_id = answer.get("id")
-        if answer.get("object") != "refund" or not isinstance(refund_id, str):
+        if (
+            answer.get("object") != "refund"
+            or not isinstance(refund_id, str)
+            or not _REFUND_ID.fullmatch(refund_id)
+        ):
             raise GatewayUnavailable("unexpected Stripe refund answer")
         if answer.get("amount") != minor or answer.get("currency") != payment.currency.lower():
             raise GatewayUnavailable("Stripe refunded another amount than asked")
-        # "pending" is accepted and settles later (some payment methods); "failed", "canceled"
-        # and "requires_action" did not return the money.
-        succeeded = answer.get("status") in ("succeeded", "pending")
+        intent = answer.get("payment_intent")
+        if isinstance(intent, dict):  # expanded
+            intent = intent.get("id")
+        if intent is not None and intent != payment.gateway_trade_id:
+            raise GatewayUnavailable("Stripe answered with a refund of another payment")
+        amount = Decimal(minor).scaleb(-2)
+        state = answer.get("status")
+        if state == "succeeded":
+            return RefundResult(refund_id=refund_id, amount=amount, succeeded=True)
+        if state not in FAILED_REFUND_STATES:
+            # Taken, not finished (or a state we do not know yet): it settles later or still
+            # fails. Never booked as money returned, never failed on a guess (a retry would be a
+            # second refund).
+            if state not in PENDING_REFUND_STATES:
+                logger.warning("stripe refund in an unknown state")
+            return RefundResult(refund_id=refund_id, amount=amount, succeeded=False, pending=True)
+        failure = answer.get("failure_reason")
+        detail = failure if isinstance(failure, str) and _CODE.fullmatch(failure) else ""
+        logger.warning("stripe refund did not succeed", extra={"status": state})
         return RefundResult(
-            refund_id=refund_id[:128],
-            amount=amount if succeeded else Decimal(0),
-            succeeded=succeeded,
+            refund_id=refund_id,
+            amount=Decimal(0),
+            succeeded=False,
+            failure=f"stripe refund {state}" + (f": {detail}" if detail else ""),
         )

@@ -12,7 +12,9 @@ Wire format (this module is the only place that knows it):
     public key, serial ``PUB_KEY_ID_…``) named by the serial.
   * Native order: ``POST /v3/pay/transactions/native`` → ``{"code_url": "weixin://…"}``, shown as
     a QR code on our own pay page. Query: ``GET /v3/pay/transactions/out-trade-no/{ref}?mchid=``.
-    Refund: ``POST /v3/refund/domestic/refunds``. Amounts are integers in fen.
+    Refund: ``POST /v3/refund/domestic/refunds``; a refund answered ``PROCESSING`` is pending
+    (it can still end ``ABNORMAL``) until ``GET /v3/refund/domestic/refunds/{out_refund_no}``
+    says ``SUCCESS``. Amounts are integers in fen.
   * Notification: JSON ``{"id", "event_type", "resource": {"algorithm": "AEAD_AES_256_GCM",
     "ciphertext" (base64, GCM tag appended), "associated_data", "nonce"}}``; the resource
     decrypts with the APIv3 key to the transaction (the same shape the query answers). WeChat
@@ -98,6 +100,8 @@ AUTH_SCHEMA = "WECHATPAY2-SHA256-RSA2048"
 NATIVE_PATH = "/v3/pay/transactions/native"
 QUERY_PATH = "/v3/pay/transactions/out-trade-no/"
 REFUND_PATH = "/v3/refund/domestic/refunds"
+_REFUND_NO = re.compile(r"R[0-9a-f]{40}")
+FAILED_REFUND_STATES = frozenset({"CLOSED", "ABNORMAL"})
 AEAD_ALGORITHM = "AEAD_AES_256_GCM"
 BEIJING = dt_timezone(timedelta(hours=8), "Asia/Shanghai")
 
@@ -251,6 +255,7 @@ class WeChatPayGateway(Gateway):
     display_name = _("WeChat Pay")
     default_currencies = ("CNY",)
     supports_refund = True
+    supports_refund_query = True
     option_fields = (
         ConfigField("mchid", _("Merchant ID (mchid)"), help_text=_("Your WeChat Pay 商户号.")),
         ConfigField(
@@ -633,17 +638,50 @@ class WeChatPayGateway(Gateway):
             payload["out_trade_no"] = payment.reference
         status, answer = self._call("POST", REFUND_PATH, payload)
         if status != 200:
-            logger.warning("wechatpay refund refused", extra={"code": self._error_code(answer)})
-            return RefundResult(refund_id=refund_no, amount=Decimal(0), succeeded=False)
+            code = self._error_code(answer)
+            logger.warning("wechatpay refund refused", extra={"code": code})
+            failure = f"wechatpay refused the refund ({status}): {code}"
+            return RefundResult(refund_id="", amount=Decimal(0), succeeded=False, failure=failure)
+        return self._refund_result(answer, refund_no=refund_no, amount=amount)
+
+    def query_refund(self, *, payment: Payment, refund_id: str, amount: Decimal) -> RefundResult:
+        # ``refund_id`` is our out_refund_no (what ``refund`` reports): WeChat finds refunds by it.
+        if not _REFUND_NO.fullmatch(refund_id):
+            raise GatewayUnavailable("not a Cardvault refund number")
+        status, answer = self._call("GET", f"{REFUND_PATH}/{refund_id}")
+        if status != 200:
+            code = self._error_code(answer)
+            logger.warning("wechatpay refund query failed", extra={"code": code})
+            raise GatewayUnavailable(f"wechatpay refund query failed ({status})")
+        return self._refund_result(answer, refund_no=refund_id, amount=amount)
+
+    def _refund_result(
+        self, answer: Mapping[str, Any], *, refund_no: str, amount: Decimal
+    ) -> RefundResult:
+        """A signed refund answer (the POST's or the query's) as a ``RefundResult``. Its id is
+        our ``out_refund_no``, the number the query needs (WeChat's own ``refund_id`` is
+        searchable in its merchant platform as well)."""
         if answer.get("out_refund_no") != refund_no:
             raise MalformedNotification("refund answered for another refund")
+        refunded = answer.get("amount")
+        if isinstance(refunded, dict) and refunded.get("refund") not in (None, to_fen(amount)):
+            raise MalformedNotification("refund answered for another amount")
         refund_state = str(answer.get("status", ""))
-        refund_id = answer.get("refund_id")
-        refund_id = refund_id if isinstance(refund_id, str) and refund_id else refund_no
-        # PROCESSING counts as done: WeChat has accepted and committed the refund and finishes
-        # it on its own (to the buyer's balance within minutes, to a bank card within days).
-        # Reporting it as failed would flag the order and invite staff to pay out a second time.
-        if refund_state in ("SUCCESS", "PROCESSING"):
-            return RefundResult(refund_id=refund_id, amount=amount, succeeded=True)
-        logger.warning("wechatpay refund not completed", extra={"status": refund_state[:16]})
-        return RefundResult(refund_id=refund_id, amount=Decimal(0), succeeded=False)
+        if refund_state == "SUCCESS":
+            return RefundResult(refund_id=refund_no, amount=amount, succeeded=True)
+        if refund_state not in FAILED_REFUND_STATES:
+            # PROCESSING: accepted, not finished (to the buyer's balance within minutes, to a
+            # bank card within days), and it can still end ABNORMAL (a closed card). An unknown
+            # state is treated alike: never booked, never failed on a guess.
+            if refund_state != "PROCESSING":
+                logger.warning("wechatpay refund in an unknown state")
+            return RefundResult(refund_id=refund_no, amount=amount, succeeded=False, pending=True)
+        # CLOSED, or ABNORMAL (the buyer's card refused it: WeChat's merchant platform offers to
+        # send it elsewhere, or staff pay by hand).
+        logger.warning("wechatpay refund not completed", extra={"status": refund_state})
+        return RefundResult(
+            refund_id=refund_no,
+            amount=Decimal(0),
+            succeeded=False,
+            failure=f"wechatpay refund {refund_state}",
+        )

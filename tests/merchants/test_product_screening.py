@@ -196,3 +196,125 @@ def test_prohibited_terms_are_edited_in_the_staff_admin(staff_client):
     )
     assert response.status_code == 302
     assert ProhibitedTerm.objects.filter(term="counterfeit", is_active=True).exists()
+
+
+# --- the merchant is told why: status and reason in the merchant centre, and an e-mail ----------
+def reject(staff_client, product, reason: str):
+    return staff_client.post(
+        "/admin/shop/product/",
+        {
+            "action": "reject_products",
+            "_selected_action": [product.pk],
+            "apply": "1",
+            "reason": reason,
+        },
+    )
+
+
+def test_a_rejection_is_emailed_and_shown_to_the_merchant_read_only(
+    terms, merchant, merchant_client, staff_client, mailoutbox, django_capture_on_commit_callbacks
+):
+    product = shop_services.create_product(
+        merchant=merchant, slug="game-card", title="Casino chips", price=Decimal("10.00")
+    )
+    mailoutbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        reject(staff_client, product, "Gambling <chips> are not allowed.")
+
+    assert len(mailoutbox) == 1
+    message = mailoutbox[0]
+    assert message.to == [merchant.owner.email]
+    assert message.subject == "Product rejected: Casino chips"
+    assert "Reason: Gambling <chips> are not allowed." in message.body
+    assert f"/merchant/shop/product/{product.pk}/change/" in message.body
+    html, mimetype = message.alternatives[0]
+    assert mimetype == "text/html"
+    assert "Gambling &lt;chips&gt; are not allowed." in html
+
+    changelist = merchant_client.get("/merchant/shop/product/?review_status__exact=rejected")
+    page = changelist.content.decode()
+    assert "Rejected by staff" in page
+    assert "Gambling &lt;chips&gt; are not allowed." in page
+    change = merchant_client.get(f"/merchant/shop/product/{product.pk}/change/")
+    fields = change.context["adminform"].form.fields
+    assert "review_status" not in fields
+    assert "review_note" not in fields
+    assert "Gambling &lt;chips&gt; are not allowed." in change.content.decode()
+
+    # A forged post cannot publish it: the clean edit goes back to staff review.
+    merchant_client.post(
+        f"/merchant/shop/product/{product.pk}/change/",
+        product_post(title="Poker chips", review_status="published", review_note=""),
+    )
+    product.refresh_from_db()
+    assert product.review_status == Product.ReviewStatus.HELD
+
+
+def test_a_hold_is_emailed_once_with_the_term_and_shown_to_the_merchant(
+    terms, merchant, merchant_client, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_client.post(
+            "/merchant/shop/product/add/", product_post(title="Lucky chips", how_to_use="casino")
+        )
+    product = Product.objects.get(slug="game-card")
+
+    assert [m.subject for m in mailoutbox] == ["Product held for review: Lucky chips"]
+    assert "prohibited term “casino”" in mailoutbox[0].body
+    change = merchant_client.get(f"/merchant/shop/product/{product.pk}/change/")
+    assert "Held for review" in change.content.decode()
+    assert "prohibited term “casino”" in change.content.decode()
+
+    # Editing it while it is held (still matching) does not send another notice.
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_client.post(
+            f"/merchant/shop/product/{product.pk}/change/",
+            product_post(title="Lucky chips 2", how_to_use="casino"),
+        )
+    assert len(mailoutbox) == 1
+
+
+def test_the_held_reason_follows_the_current_text(terms, merchant, merchant_client, staff_client):
+    product = shop_services.create_product(
+        merchant=merchant, slug="game-card", title="Casino chips", price=Decimal("10.00")
+    )
+    reject(staff_client, product, "No gambling.")
+    merchant_client.post(
+        f"/merchant/shop/product/{product.pk}/change/", product_post(title="Poker chips")
+    )
+
+    page = merchant_client.get(f"/merchant/shop/product/{product.pk}/change/").content.decode()
+
+    assert "Your changes are waiting for the platform&#x27;s staff to review them." in page
+    assert "prohibited term" not in page
+
+
+def test_a_notice_about_a_product_released_meanwhile_is_not_sent(
+    terms, merchant, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        product = shop_services.create_product(
+            merchant=merchant, slug="chips", title="Casino chips", price=Decimal("10.00")
+        )
+    shop_services.release_product(product_id=product.pk)
+
+    for callback in callbacks:
+        callback()
+
+    assert len(callbacks) == 2  # one task per channel
+    assert mailoutbox == []
+
+
+def test_a_product_notice_task_delivered_twice_sends_once(
+    terms, merchant, mailoutbox, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        shop_services.create_product(
+            merchant=merchant, slug="chips", title="Casino chips", price=Decimal("10.00")
+        )
+
+    for callback in [*callbacks, *callbacks]:
+        callback()
+
+    assert len(mailoutbox) == 1

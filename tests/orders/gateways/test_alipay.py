@@ -20,6 +20,7 @@ from django.core import mail
 from django.test import Client
 from django.utils import timezone
 
+from ledger.models import Journal
 from orders import services as order_services
 from orders.exceptions import InvalidSignature, MalformedNotification
 from orders.gateways.alipay import BEIJING, AlipayGateway
@@ -32,6 +33,7 @@ from orders.models import (
     Payment,
     PaymentEvent,
     PaymentNotification,
+    Refund,
 )
 from shop.models import CardKey
 from tests.conftest import place
@@ -110,6 +112,8 @@ class AlipayStub:
         self.keys = keys
         self.trades: dict[str, dict[str, str]] = {}
         self.refunded: dict[str, tuple[str, Decimal]] = {}  # out_request_no → (trade, amount)
+        self.unfinished: dict[str, tuple[str, Decimal]] = {}  # taken, no money moved yet
+        self.defer_refunds = False
         self.verified: list[dict[str, str]] = []
         self.sign_with = keys.alipay
         self.sign_first = False
@@ -144,6 +148,8 @@ class AlipayStub:
             return self.respond(key, self.query(biz))
         if method == "alipay.trade.refund":
             return self.respond(key, self.refund(biz))
+        if method == "alipay.trade.fastpay.refund.query":
+            return self.respond(key, self.query_refund(biz))
         return self.respond("error_response", {"code": "40002", "sub_code": "isv.invalid-method"})
 
     def query(self, biz: dict[str, str]) -> dict[str, str]:
@@ -171,6 +177,17 @@ class AlipayStub:
         if trade is None or trade["trade_status"] != "TRADE_SUCCESS":
             return {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.TRADE_STATUS_ERROR"}
         request_no = biz["out_request_no"]
+        if self.defer_refunds and request_no not in self.refunded:
+            # Taken, not finished: the answer moves no money (fund_change N).
+            self.unfinished[request_no] = (biz["out_trade_no"], Decimal(biz["refund_amount"]))
+            return {
+                "code": "10000",
+                "msg": "Success",
+                "trade_no": trade["trade_no"],
+                "out_trade_no": biz["out_trade_no"],
+                "fund_change": "N",
+                "refund_fee": "0.00",
+            }
         first = request_no not in self.refunded
         if first:
             self.refunded[request_no] = (biz["out_trade_no"], Decimal(biz["refund_amount"]))
@@ -183,6 +200,28 @@ class AlipayStub:
             "fund_change": "Y" if first else "N",
             "refund_fee": f"{total:.2f}",
         }
+
+    def query_refund(self, biz: dict[str, str]) -> dict[str, str]:
+        request_no = biz["out_request_no"]
+        answer = {"code": "10000", "msg": "Success", "out_trade_no": biz["out_trade_no"]}
+        if request_no in self.refunded:
+            trade_ref, amount = self.refunded[request_no]
+            answer.update(
+                {
+                    "out_request_no": request_no,
+                    "refund_amount": f"{amount:.2f}",
+                    "refund_status": "REFUND_SUCCESS",
+                    "trade_no": self.trades[trade_ref]["trade_no"],
+                }
+            )
+        # Unfinished or unknown: no refund data, no refund_status ("not received or failed").
+        return answer
+
+    def finish(self, request_no: str, *, succeed: bool = True) -> None:
+        """Alipay finishes (or drops) a refund it had taken."""
+        taken = self.unfinished.pop(request_no)
+        if succeed:
+            self.refunded[request_no] = taken
 
     def respond(self, key: str, inner: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         # Deliberately unlike json.dumps' defaults (spaces, raw Chinese, "\/"): only a verifier
@@ -757,7 +796,14 @@ def test_refund_is_signed_idempotent_and_verified(payment, stub, keys):
     assert result.amount == Decimal("5.00")
     assert result.refund_id == again.refund_id
     assert list(stub.refunded) == [result.refund_id]  # the retry moved no money
-    request = stub.verified[-1]
+    # The repeat's answer moved no money (fund_change N): the refund query confirmed it.
+    query = stub.verified[-1]
+    assert query["method"] == "alipay.trade.fastpay.refund.query"
+    assert json.loads(query["biz_content"]) == {
+        "out_trade_no": payment.reference,
+        "out_request_no": result.refund_id,
+    }
+    request = stub.verified[-2]
     assert request["method"] == "alipay.trade.refund"
     assert json.loads(request["biz_content"]) == {
         "out_trade_no": payment.reference,
@@ -774,6 +820,94 @@ def test_refund_refused_by_alipay_is_not_succeeded(payment, stub):
     result = gateway().refund(payment=payment, amount=Decimal("5.00"), reason="RF-1")
     assert not result.succeeded
     assert result.amount == Decimal("0")
+
+
+def test_refund_without_fund_change_is_pending_until_the_query_confirms_it(payment, stub, keys):
+    assert post_notify(notification(payment, keys)).content == b"success"
+    payment.refresh_from_db()
+    stub.trades[payment.reference] = paid_trade(payment)
+    stub.defer_refunds = True
+
+    result = gateway().refund(payment=payment, amount=Decimal("5.00"), reason="RF-1")
+    assert (result.succeeded, result.pending, result.amount) == (False, True, Decimal("5.00"))
+    assert result.refund_id in stub.unfinished
+
+    still = gateway().query_refund(payment=payment, refund_id=result.refund_id, amount=Decimal(5))
+    assert (still.succeeded, still.pending, still.refund_id) == (False, False, "")
+    assert still.failure
+
+    stub.finish(result.refund_id)
+    done = gateway().query_refund(payment=payment, refund_id=result.refund_id, amount=Decimal(5))
+    assert (done.succeeded, done.refund_id) == (True, result.refund_id)
+    with pytest.raises(MalformedNotification):
+        gateway().query_refund(payment=payment, refund_id=result.refund_id, amount=Decimal(4))
+
+
+def test_unfinished_refund_through_the_service(
+    payment, stub, keys, django_capture_on_commit_callbacks
+):
+    assert post_notify(notification(payment, keys)).content == b"success"
+    payment.refresh_from_db()
+    order_services.mark_receipt_sent(order_id=payment.order_id)
+    stub.trades[payment.reference] = paid_trade(payment)
+    stub.defer_refunds = True
+    refund = order_services.request_refund(
+        request_id="ali-1", order_id=payment.order_id, reason="buyer asked", source="staff"
+    )
+    assert refund.status == Refund.Status.PENDING
+    assert refund.gateway_refund_id in stub.unfinished
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.DELIVERED
+
+    stub.finish(refund.gateway_refund_id)
+    later = timezone.now() + timedelta(minutes=10)
+    with django_capture_on_commit_callbacks(execute=True):
+        order_services.repair_paid_orders(now=later)
+        order_services.repair_paid_orders(now=later)
+
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.REFUNDED
+    assert Journal.objects.filter(reference=f"refund:{refund.pk}").count() == 1
+    assert len(mail.outbox) == 1
+    methods = [v["method"] for v in stub.verified]
+    assert methods.count("alipay.trade.refund") == 1
+
+
+def test_a_refund_alipay_never_finished_fails_and_retries_the_same_request(payment, stub, keys):
+    assert post_notify(notification(payment, keys)).content == b"success"
+    payment.refresh_from_db()
+    stub.trades[payment.reference] = paid_trade(payment)
+    stub.defer_refunds = True
+    refund = order_services.request_refund(
+        request_id="ali-2", order_id=payment.order_id, reason="buyer asked", source="staff"
+    )
+    request_no = refund.gateway_refund_id
+    stub.finish(request_no, succeed=False)
+
+    order_services.repair_paid_orders(now=timezone.now() + timedelta(minutes=10))
+
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.FAILED
+    assert (refund.gateway_refund_id, refund.failure) == (
+        "",
+        "alipay has no successful refund under this request number",
+    )
+    assert "refund ali-2 failed" in Order.objects.get(pk=payment.order_id).needs_attention
+    assert not Journal.objects.filter(reference=f"refund:{refund.pk}").exists()
+
+    # Alipay's retry: the same out_request_no again, which can never refund twice.
+    stub.defer_refunds = False
+    again = order_services.request_refund(
+        request_id="ali-2", order_id=payment.order_id, reason="buyer asked", source="staff"
+    )
+    assert again.status == Refund.Status.SUCCEEDED and again.gateway_refund_id == request_no
+    numbers = [
+        json.loads(v["biz_content"])["out_request_no"]
+        for v in stub.verified
+        if v["method"] == "alipay.trade.refund"
+    ]
+    assert numbers == [request_no, request_no]
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.REFUNDED
 
 
 def test_refund_answer_not_signed_by_alipay_is_refused(payment, stub, keys):

@@ -77,8 +77,8 @@ Reply = tuple[int, dict[str, str], bytes]
 
 
 class StripeStub:
-    """The three endpoints we use, answering only requests with our secret key, and (like
-    Stripe) answering a repeated idempotency key with the first result."""
+    """The endpoints we use, answering only requests with our secret key, and (like Stripe)
+    answering a repeated idempotency key with the first result."""
 
     def __init__(self, server: StubServer, secret_key: str) -> None:
         self.server = server
@@ -90,6 +90,9 @@ class StripeStub:
         self.checkout_url_scheme = "https"
         self.refund_reply: tuple[int, dict[str, object]] | None = None
         self.refund_status = "succeeded"
+        self.refunds: dict[str, dict[str, object]] = {}
+        self.refund_gets: list[StubRequest] = []
+        self.refund_get_reply: tuple[int, dict[str, object]] | None = None
         server.route("POST", "/v1/checkout/sessions", self.create_session)
         server.route("POST", "/v1/refunds", self.create_refund)
 
@@ -156,7 +159,7 @@ class StripeStub:
         key = request.headers.get("Idempotency-Key", "")
         if key in self.by_key:
             return 200, {"Content-Type": "application/json"}, self.by_key[key]
-        refund = {
+        refund: dict[str, object] = {
             "id": "re_" + secrets.token_hex(12),
             "object": "refund",
             "amount": int(request.form["amount"]),
@@ -164,9 +167,25 @@ class StripeStub:
             "payment_intent": request.form["payment_intent"],
             "status": self.refund_status,
         }
+        self.refunds[str(refund["id"])] = refund
+        self.server.route("GET", f"/v1/refunds/{refund['id']}", self.get_refund)
         body = json.dumps(refund).encode()
-        self.by_key[key] = body
+        self.by_key[key] = body  # a repeated key gets this first answer, as at Stripe
         return 200, {"Content-Type": "application/json"}, body
+
+    def get_refund(self, request: StubRequest) -> Reply:
+        self.refund_gets.append(request)
+        if (denied := self._unauthorised(request)) is not None:
+            return denied
+        if self.refund_get_reply is not None:
+            return self._json(*self.refund_get_reply)
+        return self._json(200, self.refunds[request.path.rsplit("/", 1)[1]])
+
+    def settle_refund(self, refund_id: str, status: str, failure_reason: str = "") -> None:
+        """Stripe finishes a pending refund (days later, for some payment methods)."""
+        self.refunds[refund_id]["status"] = status
+        if failure_reason:
+            self.refunds[refund_id]["failure_reason"] = failure_reason
 
 
 @pytest.fixture
@@ -856,15 +875,26 @@ def test_partial_refund_and_idempotent_retry(paid, stub, config):
 
 
 @pytest.mark.parametrize(
-    ("refund_status", "succeeded"),
-    [("succeeded", True), ("pending", True), ("failed", False), ("requires_action", False)],
+    ("refund_status", "succeeded", "pending"),
+    [
+        ("succeeded", True, False),
+        # Taken, not finished: it may still fail, so it is never reported as money returned.
+        ("pending", False, True),
+        ("requires_action", False, True),
+        ("failed", False, False),
+        ("canceled", False, False),
+        # A state Stripe may add one day: never money returned, never failed on a guess.
+        ("something_new", False, True),
+    ],
 )
-def test_refund_status_mapping(paid, stub, config, refund_status, succeeded):
+def test_refund_status_mapping(paid, stub, config, refund_status, succeeded, pending):
     stub.refund_status = refund_status
     result = StripeCheckoutGateway(config).refund(
         payment=paid, amount=Decimal("1.00"), reason=f"r-{refund_status}"
     )
-    assert result.succeeded is succeeded
+    assert (result.succeeded, result.pending) == (succeeded, pending)
+    assert result.refund_id.startswith("re_")
+    assert bool(result.failure) is not (succeeded or pending)
 
 
 def test_declined_refund_is_reported_not_raised(paid, stub, config):
@@ -896,6 +926,72 @@ def test_refund_without_a_payment_intent_is_refused(payment, config):
     payment.gateway_trade_id = "cs_test_abc"
     with pytest.raises(GatewayUnavailable):
         StripeCheckoutGateway(config).refund(payment=payment, amount=Decimal("1.00"), reason="r")
+
+
+def test_query_refund_asks_stripe_about_that_refund(paid, stub, config):
+    gateway = StripeCheckoutGateway(config)
+    stub.refund_status = "pending"
+    pending = gateway.refund(payment=paid, amount=Decimal("20.00"), reason="r-q")
+    assert pending.pending and not pending.succeeded
+
+    again = gateway.query_refund(payment=paid, refund_id=pending.refund_id, amount=Decimal("20"))
+    assert (again.pending, again.succeeded, again.refund_id) == (True, False, pending.refund_id)
+    (request,) = stub.refund_gets
+    assert (request.method, request.path) == ("GET", f"/v1/refunds/{pending.refund_id}")
+    assert request.headers["Authorization"] == f"Bearer {stub.secret_key}"
+
+    stub.settle_refund(pending.refund_id, "succeeded")
+    done = gateway.query_refund(payment=paid, refund_id=pending.refund_id, amount=Decimal("20"))
+    assert (done.succeeded, done.amount, done.failure) == (True, Decimal("20.00"), "")
+
+    stub.settle_refund(pending.refund_id, "failed", failure_reason="expired_or_canceled_card")
+    failed = gateway.query_refund(payment=paid, refund_id=pending.refund_id, amount=Decimal("20"))
+    assert (failed.succeeded, failed.pending, failed.amount) == (False, False, Decimal(0))
+    assert failed.failure == "stripe refund failed: expired_or_canceled_card"
+    assert failed.refund_id == pending.refund_id
+
+
+def test_query_refund_refuses_odd_answers(paid, stub, config):
+    gateway = StripeCheckoutGateway(config)
+    stub.refund_status = "pending"
+    refund_id = gateway.refund(payment=paid, amount=Decimal("20.00"), reason="r-odd").refund_id
+
+    with pytest.raises(GatewayUnavailable):  # another amount than ours
+        gateway.query_refund(payment=paid, refund_id=refund_id, amount=Decimal("5.00"))
+    stub.refunds[refund_id]["payment_intent"] = "pi_someone_else"
+    with pytest.raises(GatewayUnavailable):
+        gateway.query_refund(payment=paid, refund_id=refund_id, amount=Decimal("20.00"))
+    stub.refund_get_reply = (200, {**stub.refunds[refund_id], "id": "re_other"})
+    with pytest.raises(GatewayUnavailable):
+        gateway.query_refund(payment=paid, refund_id=refund_id, amount=Decimal("20.00"))
+    stub.refund_get_reply = (404, {"error": {"type": "invalid_request_error"}})
+    with pytest.raises(GatewayUnavailable):
+        gateway.query_refund(payment=paid, refund_id=refund_id, amount=Decimal("20.00"))
+    asked = len(stub.server.requests)
+    for bad in ("", "../v1/checkout/sessions", "re_1/../../x", "ch_123"):
+        with pytest.raises(GatewayUnavailable):
+            gateway.query_refund(payment=paid, refund_id=bad, amount=Decimal("20.00"))
+    assert len(stub.server.requests) == asked  # never sent
+
+
+def test_refund_webhook_events_are_acknowledged_and_change_nothing(paid, stub, webhook_secret):
+    stub.refund_status = "pending"
+    refund = order_services.request_refund(
+        request_id="refund-wh", order_id=paid.order_id, reason="buyer asked", source="staff"
+    )
+    before = snapshot()
+    for event_type in ("refund.updated", "charge.refund.updated", "refund.failed"):
+        body = json.dumps(
+            {
+                "id": f"evt_{event_type.replace('.', '_')}",
+                "object": "event",
+                "type": event_type,
+                "data": {"object": {"id": refund.gateway_refund_id, "object": "refund"}},
+            }
+        ).encode()
+        assert_acknowledged(send(body, stripe_signature(body, webhook_secret)))
+    assert snapshot() == before
+    assert Refund.objects.get(pk=refund.pk).status == Refund.Status.PENDING
 
 
 # --- amounts and availability ------------------------------------------------------------------

@@ -25,9 +25,11 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.x509.oid import NameOID
 from django.core import mail
 from django.test import Client
+from django.utils import timezone
 
+from ledger.models import Journal
 from orders import services as order_services
-from orders.exceptions import GatewayUnavailable, InvalidSignature
+from orders.exceptions import GatewayUnavailable, InvalidSignature, MalformedNotification
 from orders.gateways.base import CallbackRequest
 from orders.gateways.registry import build_gateway
 from orders.gateways.wechatpay import WeChatPayGateway
@@ -262,6 +264,7 @@ class WeChatStub:
         self.serial = keys.serial
         self.refund_status = "SUCCESS"
         self.refund_error: tuple[int, str] | None = None
+        self.refund_query_error: tuple[int, str] | None = None
         server.route("POST", NATIVE, self.native)
         server.route("POST", REFUNDS, self.refund)
 
@@ -343,7 +346,15 @@ class WeChatStub:
                 "amount": {**body["amount"], "payer_refund": body["amount"]["refund"]},
             },
         )
+        self.server.route("GET", f"{REFUNDS}/{number}", self.query_refund)
         return self.answer(200, refund)
+
+    def query_refund(self, request: StubRequest):
+        if self._authorized(request) is None:
+            return self.unsigned(401, "SIGN_ERROR")
+        if self.refund_query_error is not None:
+            return self.unsigned(*self.refund_query_error)
+        return self.answer(200, self.refunds[request.path.rsplit("/", 1)[1]])
 
 
 def options(keys: Keys, url: str, **extra: str) -> dict[str, str]:
@@ -815,13 +826,14 @@ def test_refund_through_the_service(wechat, paid):
         request_id="refund-1", order_id=paid.order_id, reason="buyer asked", source="staff"
     )
     assert refund.status == Refund.Status.SUCCEEDED
-    assert refund.gateway_refund_id.startswith("5030")
     method, path, body = wechat.verified[-1]
     assert (method, path) == ("POST", REFUNDS)
     assert body["transaction_id"] == paid.gateway_trade_id
     assert body["amount"] == {"refund": 2000, "total": 2000, "currency": "CNY"}
     expected = hashlib.sha256(f"{paid.reference}|2000|refund-1".encode()).hexdigest()[:40]
     assert body["out_refund_no"] == "R" + expected
+    # Our out_refund_no: the number WeChat finds the refund by (and shows in its platform).
+    assert refund.gateway_refund_id == "R" + expected
     assert Order.objects.get(pk=paid.order_id).status == Order.Status.REFUNDED
 
 
@@ -838,22 +850,105 @@ def test_refund_retries_reuse_the_refund_number(wechat, paid):
     assert len(wechat.refunds) == 2
 
 
-def test_processing_refund_counts_as_done(wechat, paid):
+def test_processing_refund_is_pending_until_the_query_says_success(wechat, paid):
+    # PROCESSING is accepted, not finished: it can still end ABNORMAL (a closed bank card).
     wechat.refund_status = "PROCESSING"
     result = gateway().refund(payment=paid, amount=Decimal("20.00"), reason="r")
-    assert result.succeeded
+    assert (result.succeeded, result.pending) == (False, True)
+    assert result.refund_id == wechat.verified[-1][2]["out_refund_no"]
+
+    again = gateway().query_refund(payment=paid, refund_id=result.refund_id, amount=Decimal(20))
+    assert again.pending
+    assert wechat.verified[-1][:2] == ("GET", f"{REFUNDS}/{result.refund_id}")
+
+    wechat.refunds[result.refund_id]["status"] = "SUCCESS"
+    done = gateway().query_refund(payment=paid, refund_id=result.refund_id, amount=Decimal(20))
+    assert (done.succeeded, done.amount, done.refund_id) == (True, Decimal(20), result.refund_id)
+
+
+def test_refund_query_refuses_odd_answers(wechat, keys, paid):
+    wechat.refund_status = "PROCESSING"
+    number = gateway().refund(payment=paid, amount=Decimal("20.00"), reason="r").refund_id
+    with pytest.raises(MalformedNotification):  # another amount than the refund's
+        gateway().query_refund(payment=paid, refund_id=number, amount=Decimal("5.00"))
+    for bad in ("", "../../v3/pay/transactions", "5030000000000000000000000000"):
+        with pytest.raises(GatewayUnavailable):
+            gateway().query_refund(payment=paid, refund_id=bad, amount=Decimal("20.00"))
+    wechat.refund_query_error = (404, "RESOURCE_NOT_EXISTS")
+    with pytest.raises(GatewayUnavailable):
+        gateway().query_refund(payment=paid, refund_id=number, amount=Decimal("20.00"))
+    wechat.refund_query_error = None
+    wechat.sign_with = keys.other
+    with pytest.raises(InvalidSignature):
+        gateway().query_refund(payment=paid, refund_id=number, amount=Decimal("20.00"))
 
 
 @pytest.mark.parametrize("status", ["ABNORMAL", "CLOSED"])
 def test_abnormal_refund_is_not_a_success(wechat, paid, status):
     wechat.refund_status = status
-    assert not gateway().refund(payment=paid, amount=Decimal("20.00"), reason="r").succeeded
+    result = gateway().refund(payment=paid, amount=Decimal("20.00"), reason="r")
+    assert (result.succeeded, result.pending) == (False, False)
+    assert result.failure == f"wechatpay refund {status}"
+    assert result.refund_id == wechat.verified[-1][2]["out_refund_no"]
+
+
+def test_a_refund_state_wechat_may_add_is_pending_not_failed(wechat, paid):
+    wechat.refund_status = "SOMETHING_NEW"
+    result = gateway().refund(payment=paid, amount=Decimal("20.00"), reason="r")
+    assert (result.succeeded, result.pending, result.failure) == (False, True, "")
 
 
 def test_refused_refund_is_not_a_success(wechat, paid):
     wechat.refund_error = (403, "NOT_ENOUGH")
     result = gateway().refund(payment=paid, amount=Decimal("20.00"), reason="r")
-    assert (result.succeeded, result.amount) == (False, Decimal(0))
+    assert (result.succeeded, result.amount, result.refund_id) == (False, Decimal(0), "")
+    assert result.failure == "wechatpay refused the refund (403): NOT_ENOUGH"
+
+
+def test_processing_refund_through_the_service_and_the_repair_job(
+    wechat, paid, django_capture_on_commit_callbacks
+):
+    wechat.refund_status = "PROCESSING"
+    order_services.mark_receipt_sent(order_id=paid.order_id)
+    refund = order_services.request_refund(
+        request_id="refund-p", order_id=paid.order_id, reason="buyer asked", source="staff"
+    )
+    assert (refund.status, refund.gateway_refund_id) == (
+        Refund.Status.PENDING,
+        wechat.verified[-1][2]["out_refund_no"],
+    )
+    assert Order.objects.get(pk=paid.order_id).status == Order.Status.DELIVERED
+    later = timezone.now() + timedelta(minutes=10)
+
+    wechat.refunds[refund.gateway_refund_id]["status"] = "SUCCESS"
+    with django_capture_on_commit_callbacks(execute=True):
+        order_services.repair_paid_orders(now=later)
+        order_services.repair_paid_orders(now=later)  # a replay changes nothing
+
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert Order.objects.get(pk=paid.order_id).status == Order.Status.REFUNDED
+    assert Journal.objects.filter(reference=f"refund:{refund.pk}").count() == 1
+    assert len(mail.outbox) == 1
+    posts = [v for v in wechat.verified if v[0] == "POST" and v[1] == REFUNDS]
+    assert len(posts) == 1  # asked about, never sent again
+
+
+def test_processing_refund_that_ends_abnormal_is_failed_for_staff(wechat, paid):
+    wechat.refund_status = "PROCESSING"
+    refund = order_services.request_refund(
+        request_id="refund-a", order_id=paid.order_id, reason="buyer asked", source="staff"
+    )
+    wechat.refunds[refund.gateway_refund_id]["status"] = "ABNORMAL"
+
+    order_services.repair_paid_orders(now=timezone.now() + timedelta(minutes=10))
+
+    refund.refresh_from_db()
+    assert (refund.status, refund.failure) == (Refund.Status.FAILED, "wechatpay refund ABNORMAL")
+    order = Order.objects.get(pk=paid.order_id)
+    assert order.status == Order.Status.DELIVERED
+    assert "refund refund-a failed" in order.needs_attention
+    assert not Journal.objects.filter(reference=f"refund:{refund.pk}").exists()
 
 
 # --- accepts --------------------------------------------------------------------------------------

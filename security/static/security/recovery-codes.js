@@ -1,0 +1,6 @@
+// The recovery codes page: the Print button (no inline script under the CSP).
+document.querySelectorAll("[data-print]").forEach(function (button) {
+  button.addEventListener("click", function () {
+    window.print();
+  });
+});
