@@ -77,6 +77,12 @@ class MerchantResaleOfferAdmin(MerchantScopedAdmin):
     can_delete = True
     change_list_template = "admin/affiliates/resaleoffer/change_list.html"
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Listings and frozen sales refer to the offer: it stays the offer of one product.
+        if obj is not None:
+            return (*super().get_readonly_fields(request, obj), "product")
+        return super().get_readonly_fields(request, obj)
+
     def get_urls(self) -> list[URLPattern]:
         return [
             path(

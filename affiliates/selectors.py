@@ -85,12 +85,14 @@ def affiliate_summary(*, affiliate: Affiliate) -> AffiliateSummary:
         .values("order_id", "currency", "order__amount", "commission_rate")
         .order_by()
     )
-    # What buyers already got back of those orders (money leaving the gateway's clearing).
+    # What buyers already got back of those orders' sales (money leaving the gateway's
+    # clearing); the automatic refund of a duplicate payment names no merchant and is not one.
     refunded = {
         row["journal__order_id"]: row["s"]
         for row in Entry.objects.filter(
             journal__order_id__in=[item["order_id"] for item in pending],
             journal__kind__in=[Journal.Kind.REFUND, Journal.Kind.COMPENSATION],
+            journal__merchant__isnull=False,
             account__code="platform:clearing",
         )
         .values("journal__order_id")
@@ -135,10 +137,11 @@ def enabled_programmes() -> QuerySet[Merchant]:
 
 # --- reselling ------------------------------------------------------------------------------------
 def sellable_listings_filter(prefix: str = "") -> Q:
-    """A listing can be bought when it, its offer, the supplier's product and both merchants are
-    all on, and its price is still at or above the offer's floor: a supplier pausing its product
-    pauses it in every reseller's store, and raising the floor above a reseller's price takes
-    that listing down until the reseller reprices it."""
+    """A listing can be bought when it, its offer, the supplier's product (and, for an option,
+    the listing it belongs to) and both merchants are all on, and its price is still at or above
+    the offer's floor: a supplier pausing its product or its parent listing pauses it in every
+    reseller's store, and raising the floor above a reseller's price takes that listing down
+    until the reseller reprices it."""
     p = prefix
     return Q(
         **{
@@ -150,6 +153,15 @@ def sellable_listings_filter(prefix: str = "") -> Q:
             f"{p}offer__merchant__status": Merchant.Status.ACTIVE,
             f"{p}merchant__status": Merchant.Status.ACTIVE,
         }
+    ) & (
+        # An option is on sale only under a listing that is (paused or held, it pauses them all).
+        Q(**{f"{p}offer__product__variant_of__isnull": True})
+        | Q(
+            **{
+                f"{p}offer__product__variant_of__is_active": True,
+                f"{p}offer__product__variant_of__review_status": Product.ReviewStatus.PUBLISHED,
+            }
+        )
     )
 
 
@@ -196,6 +208,7 @@ def open_offers_for(*, reseller: Merchant) -> QuerySet[ResaleOffer]:
     """Offers a reseller may list: open, of other active merchants, on sale."""
     return (
         ResaleOffer.objects.filter(
+            Q(product__variant_of__isnull=True) | Q(product__variant_of__is_active=True),
             is_open=True,
             product__is_active=True,
             merchant__status=Merchant.Status.ACTIVE,

@@ -46,6 +46,7 @@ from ledger.services import (
     fee_rate,
     merchant_source,
     post,
+    sale_refunds,
 )
 from merchants.models import Merchant
 from orders import services as order_services
@@ -178,13 +179,9 @@ def _attach_referral(order: Order, *, code: str, buyer_id: int | None = None) ->
 
 # --- commission (ledger hooks) --------------------------------------------------------------------
 def _refunded_total(order_id: int, currency: str) -> Decimal:
-    """What buyers got back of this order's sale so far, from the ledger (clearing credits)."""
-    total = Entry.objects.filter(
-        journal__order_id=order_id,
-        journal__kind__in=[Journal.Kind.REFUND, Journal.Kind.COMPENSATION],
-        account=accounts.clearing(currency),
-    ).aggregate(s=Sum("amount"))["s"] or Decimal(0)
-    return -total
+    """What buyers got back of this order's sale so far, from the ledger (clearing credits of
+    the sale's refunds: the automatic refund of a duplicate payment was never part of it)."""
+    return sale_refunds(order_id=order_id, currency=currency).amount
 
 
 def _order_balance(account_id: int, order_id: int) -> Decimal:
@@ -494,10 +491,14 @@ def resale_sale_lines(
     ]
 
 
-def resale_refund_line(*, order_id: int, share: Decimal, currency: str) -> Line | None:
+def resale_refund_line(
+    *, order_id: int, share: Decimal, currency: str, reference: str
+) -> Line | None:
     """The reseller's part of a refund's seller share (in the same proportion as the sale split
     it), debited from its pending margin while unsettled, else from available; None for an
-    ordinary order."""
+    ordinary order. Cumulative: its proportion of the seller shares of every refund so far
+    (``reference``, this refund's, excluded from "so far") less what earlier refunds already
+    took, so the refund that completes the sale takes exactly the rest of the margin."""
     sale = ResaleSale.objects.filter(order_id=order_id).select_related("reseller").first()
     if sale is None:
         return None
@@ -514,7 +515,15 @@ def resale_refund_line(*, order_id: int, share: Decimal, currency: str) -> Line 
     seller_total = margin + sold.get(supplier_pending.pk, Decimal(0))
     if seller_total <= 0:
         return None
-    reseller_share = _q(share * margin / seller_total)
+    before = sale_refunds(order_id=order_id, currency=currency, excluding=reference)
+    taken = Entry.objects.filter(
+        journal__order_id=order_id,
+        # A platform-funded refund takes the seller shares back in its claw-back journal.
+        journal__kind__in=[Journal.Kind.REFUND, Journal.Kind.CLAWBACK],
+        journal__reference__startswith="refund:",
+        account__in=[reseller_pending, accounts.merchant_available(sale.reseller, currency)],
+    ).exclude(journal__reference=reference).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    reseller_share = _q((before.amount - before.fee + share) * margin / seller_total) - taken
     settled = Journal.objects.filter(
         kind=Journal.Kind.SETTLEMENT, reference=f"order:{order_id}:reseller"
     ).exists()

@@ -13,8 +13,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import IntegrityError, transaction
-from django.db.models import Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q, Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -101,18 +101,100 @@ def record_sale(*, order_id: int, merchant: Merchant, amount: Decimal, currency:
             lines=resale_lines,
         )
     fee = (amount * fee_rate(merchant)).quantize(CENT, rounding=ROUND_HALF_UP)
-    return post(
+    clearing, pending, fees = _sale_accounts(merchant, currency)
+    return _post_once(
         kind=Journal.Kind.SALE,
         reference=f"order:{order_id}",
         currency=currency,
         order_id=order_id,
         merchant=merchant,
-        lines=[
-            Line(accounts.clearing(currency), amount),
-            Line(accounts.merchant_pending(merchant, currency), -(amount - fee)),
-            Line(accounts.fees(currency), -fee),
-        ],
+        lines=[Line(clearing, amount), Line(pending, -(amount - fee)), Line(fees, -fee)],
     )
+
+
+def _sale_accounts(merchant: Merchant, currency: str) -> tuple[Account, Account, Account]:
+    """Clearing, the merchant's pending and fees in one query once they exist (every sale after
+    the first in a currency); ``accounts`` creates any that does not."""
+    codes = {
+        "platform:clearing": accounts.clearing,
+        f"merchant:{merchant.pk}:pending": lambda c: accounts.merchant_pending(merchant, c),
+        "platform:fees": accounts.fees,
+    }
+    found = {a.code: a for a in Account.objects.filter(currency=currency, code__in=list(codes))}
+    clearing, pending, fees = (
+        found[code] if code in found else make(currency) for code, make in codes.items()
+    )
+    return clearing, pending, fees
+
+
+def _post_once(
+    *,
+    kind: str,
+    reference: str,
+    currency: str,
+    lines: list[Line],
+    order_id: int | None = None,
+    merchant: Merchant | None = None,
+) -> Journal:
+    """``post`` for the sale journal in two statements instead of five: the journal row is
+    inserted with ``ON CONFLICT (kind, reference) DO NOTHING`` (the ``journal_unique_event``
+    constraint), so no look-up first and no savepoint; if it already exists, it is returned
+    and nothing is written, exactly as ``post`` does."""
+    if connection.vendor != "postgresql":
+        return post(
+            kind=kind,
+            reference=reference,
+            currency=currency,
+            lines=lines,
+            order_id=order_id,
+            merchant=merchant,
+        )
+    lines = [Line(line.account, line.amount.quantize(CENT)) for line in lines if line.amount]
+    if not lines or sum((line.amount for line in lines), Decimal(0)) != 0:
+        raise UnbalancedJournal(f"{kind}:{reference} does not balance")
+    if any(line.account.currency != currency for line in lines):
+        raise UnbalancedJournal(f"{kind}:{reference} mixes currencies")
+    journal = Journal(
+        kind=kind,
+        reference=reference[:80],
+        currency=currency,
+        order_id=order_id,
+        merchant=merchant,
+        memo="",
+        created_at=timezone.now(),
+    )
+    table = connection.ops.quote_name(Journal._meta.db_table)
+    # The table name from the model; every value a bound parameter.
+    sql = (
+        f"INSERT INTO {table}"  # noqa: S608
+        " (kind, reference, currency, order_id, merchant_id, memo, created_by_id, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, NULL, %s)"
+        " ON CONFLICT (kind, reference) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                journal.kind,
+                journal.reference,
+                journal.currency,
+                order_id,
+                merchant.pk if merchant is not None else None,
+                journal.memo,
+                journal.created_at,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        # Posted before (a replay, a retried task, another transaction first).
+        return Journal.objects.get(kind=kind, reference=reference[:80])
+    journal.pk = row[0]
+    journal._state.adding = False
+    journal._state.db = connection.alias
+    Entry.objects.bulk_create(
+        Entry(journal=journal, account=line.account, amount=line.amount) for line in lines
+    )
+    return journal
 
 
 def record_unallocated(
@@ -163,9 +245,17 @@ def record_refund(
     sale = Journal.objects.get(kind=Journal.Kind.SALE, reference=f"order:{order_id}")
     sale_amount = _line_amount(sale, accounts.clearing(currency))
     sale_fee = -_line_amount(sale, accounts.fees(currency))
-    fee_share = (sale_fee * amount / sale_amount).quantize(CENT, rounding=ROUND_HALF_UP)
+    # Cumulative: the fee share of everything refunded so far, less what earlier refunds gave
+    # back, so rounding never drifts and the refund that completes the sale returns exactly
+    # the rest of the fee.
+    before = sale_refunds(order_id=order_id, currency=currency, excluding=reference)
+    fee_share = (sale_fee * (before.amount + amount) / sale_amount).quantize(
+        CENT, rounding=ROUND_HALF_UP
+    ) - before.fee
     merchant_share = amount - fee_share
-    share_lines = _merchant_share_lines(merchant, order_id, currency, merchant_share)
+    share_lines = _merchant_share_lines(
+        merchant, order_id, currency, merchant_share, reference=reference
+    )
     affiliate_services.reverse_commission(
         refund_id=refund_id,
         order_id=order_id,
@@ -212,15 +302,59 @@ def _line_amount(journal: Journal, account: Account) -> Decimal:
     return journal.entries.filter(account=account).aggregate(s=Sum("amount"))["s"] or Decimal(0)
 
 
+# A refund of the sale names the order's merchant; the automatic refund of a duplicate or late
+# payment (``record_refund(of_sale=False)``: suspense → clearing) names none and never touches
+# the sale's shares.
+SALE_REFUND_KINDS = (Journal.Kind.REFUND, Journal.Kind.COMPENSATION)
+
+
+def sale_refund_journals(*, order_id: int, excluding: str = "") -> Q:
+    """Entries of the journals refunding an order's sale (``excluding`` one reference: the
+    refund being recorded, so a replay computes what the first run did)."""
+    condition = Q(
+        journal__order_id=order_id,
+        journal__kind__in=SALE_REFUND_KINDS,
+        journal__merchant__isnull=False,
+    )
+    if excluding:
+        condition &= ~Q(journal__reference=excluding)
+    return condition
+
+
+@dataclass(frozen=True, slots=True)
+class SaleRefunds:
+    amount: Decimal  # what buyers got back of the sale (clearing credits)
+    fee: Decimal  # the platform fee share given back with it
+
+
+def sale_refunds(*, order_id: int, currency: str, excluding: str = "") -> SaleRefunds:
+    """What buyers got back of an order's sale so far, and the fee share returned with it; a
+    refund of a payment that was never the sale's is not counted."""
+    clearing, fees = accounts.clearing(currency), accounts.fees(currency)
+    sums = {
+        row["account_id"]: row["s"]
+        for row in Entry.objects.filter(
+            sale_refund_journals(order_id=order_id, excluding=excluding),
+            account__in=[clearing, fees],
+        )
+        .values("account_id")
+        .annotate(s=Sum("amount"))
+        .order_by()
+    }
+    return SaleRefunds(
+        amount=-(sums.get(clearing.pk) or Decimal(0)), fee=sums.get(fees.pk) or Decimal(0)
+    )
+
+
 def _merchant_share_lines(
-    merchant: Merchant, order_id: int, currency: str, share: Decimal
+    merchant: Merchant, order_id: int, currency: str, share: Decimal, *, reference: str
 ) -> list[Line]:
     """What the seller side gives back of a refund: all from the merchant, or, for a reseller's
     order, split between supplier and reseller as the sale was."""
     from affiliates import services as affiliate_services
 
     reseller_line = affiliate_services.resale_refund_line(
-        order_id=order_id, share=share, currency=currency
+        order_id=order_id, share=share, currency=currency, reference=reference
     )
     if reseller_line is None:
         return [Line(merchant_source(merchant, order_id, currency), share)]
@@ -244,8 +378,7 @@ def merchant_source(merchant: Merchant, order_id: int, currency: str) -> Account
 # --- settlement ----------------------------------------------------------------------------------
 def settle_due_orders(*, now: datetime | None = None) -> int:
     """Move each order's net sale from pending to available once its hold has passed, unless it
-    is disputed. One short transaction per order; safe to run twice at once."""
-    from affiliates import services as affiliate_services
+    is disputed. One short transaction per order (``settle_order``); safe to run twice at once."""
     from disputes.selectors import order_ids_with_open_disputes
     from orders.models import Order
 
@@ -263,38 +396,56 @@ def settle_due_orders(*, now: datetime | None = None) -> int:
         .exclude(journals__kind=Journal.Kind.COMMISSION)
         .values_list("id", flat=True)[:1000]
     )
+    # A cheap first pass; ``settle_order`` asks again under the order's lock.
     disputed = order_ids_with_open_disputes(order_ids=due)
-    settled = 0
-    for order_id in due:
-        if order_id in disputed:
-            continue
-        with transaction.atomic(durable=True):
-            order = Order.objects.select_for_update().select_related("merchant").get(pk=order_id)
-            # The affiliate's commission comes out of the merchant's pending share first, and a
-            # reseller's margin settles with the supplier's share.
-            affiliate_services.settle_order_extras(order=order)
-            pending = accounts.merchant_pending(order.merchant, order.currency)
-            owed = -(
-                Entry.objects.filter(account=pending, journal__order_id=order_id).aggregate(
-                    s=Sum("amount")
-                )["s"]
-                or Decimal(0)
-            )
-            if owed <= 0:
-                continue
-            journal = post(
-                kind=Journal.Kind.SETTLEMENT,
-                reference=f"order:{order_id}",
-                currency=order.currency,
-                order_id=order_id,
-                merchant=order.merchant,
-                lines=[
-                    Line(pending, owed),
-                    Line(accounts.merchant_available(order.merchant, order.currency), -owed),
-                ],
-            )
-            settled += 1 if journal.created_at >= now else 0
-    return settled
+    return sum(
+        1
+        for order_id in due
+        if order_id not in disputed and settle_order(order_id=order_id, now=now)
+    )
+
+
+def settle_order(*, order_id: int, now: datetime) -> bool:
+    """Settle one due order (``settle_due_orders`` selected it) in its own transaction: the
+    affiliate's commission and a reseller's margin, then the merchant's pending share. Under the
+    order's lock, the lock a buyer opening a dispute takes, it checks again that no dispute is
+    open, so one opened since the order was selected holds it (and the commission) back. Returns
+    whether this call posted the settlement."""
+    from affiliates import services as affiliate_services
+    from disputes.selectors import order_ids_with_open_disputes
+    from orders.models import Order
+
+    with transaction.atomic(durable=True):
+        order = Order.objects.select_for_update().select_related("merchant").get(pk=order_id)
+        if order.status not in (
+            Order.Status.DELIVERED,
+            Order.Status.PARTIALLY_REFUNDED,
+        ) or order_ids_with_open_disputes(order_ids=[order_id]):
+            return False
+        # The affiliate's commission comes out of the merchant's pending share first, and a
+        # reseller's margin settles with the supplier's share.
+        affiliate_services.settle_order_extras(order=order)
+        pending = accounts.merchant_pending(order.merchant, order.currency)
+        owed = -(
+            Entry.objects.filter(account=pending, journal__order_id=order_id).aggregate(
+                s=Sum("amount")
+            )["s"]
+            or Decimal(0)
+        )
+        if owed <= 0:
+            return False
+        journal = post(
+            kind=Journal.Kind.SETTLEMENT,
+            reference=f"order:{order_id}",
+            currency=order.currency,
+            order_id=order_id,
+            merchant=order.merchant,
+            lines=[
+                Line(pending, owed),
+                Line(accounts.merchant_available(order.merchant, order.currency), -owed),
+            ],
+        )
+        return journal.created_at >= now
 
 
 # --- withdrawals ----------------------------------------------------------------------------------

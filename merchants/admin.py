@@ -73,6 +73,27 @@ def current_merchant(request: HttpRequest) -> Merchant | None:
     return request._cardvault_merchant  # type: ignore[attr-defined]
 
 
+class KeepCountersMixin:
+    """For a ModelAdmin of a model with counters that other transactions move by conditional
+    updates (``F(...) + n``: a coupon's uses, a reusable product's units sold): saving a change
+    writes every other column, never the counter as it was read when the form loaded, which
+    would undo what was counted in between."""
+
+    counter_fields: tuple[str, ...] = ()
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change or not self.counter_fields:
+            super().save_model(request, obj, form, change)  # type: ignore[misc]
+            return
+        obj.save(
+            update_fields=[
+                field.name
+                for field in obj._meta.concrete_fields
+                if not field.primary_key and field.name not in self.counter_fields
+            ]
+        )
+
+
 class MerchantScopedAdmin(admin.ModelAdmin):
     merchant_lookup = "merchant"
     can_add = True
@@ -167,7 +188,8 @@ class MerchantCategoryAdmin(MerchantScopedAdmin):
 
 
 @admin.register(Product, site=merchant_site)
-class MerchantProductAdmin(MerchantScopedAdmin):
+class MerchantProductAdmin(KeepCountersMixin, MerchantScopedAdmin):
+    counter_fields = ("reusable_sold",)  # raised by fulfilment
     list_display = (
         "display_title",
         "price",

@@ -8,7 +8,7 @@ from django.db import connection
 from django.db.models import BooleanField, Q
 from django.db.models.expressions import RawSQL
 
-from orders.models import Order, Payment
+from orders.models import Delivery, Order, Payment
 from shop.models import CardKey
 
 
@@ -84,6 +84,90 @@ def lock_free_key_ids(*, product_id: int, count: int, now: datetime) -> list[int
         ids = list(claim[:count])
         cursor.execute("SELECT set_config('enable_sort', %s, true)", [previous])
     return ids
+
+
+def sell_keys_and_deliver(*, order_id: int, key_ids: Sequence[int], now: datetime) -> int:
+    """Mark keys this order holds (locked by ``lock_keys_held_by_order``) sold and write one
+    delivery per key sold, in one statement (``UPDATE … RETURNING`` feeding the ``INSERT``);
+    returns how many were sold. Only keys still reserved to the order change."""
+    if not key_ids:
+        return 0
+    if connection.vendor != "postgresql":
+        sold = CardKey.objects.filter(
+            id__in=list(key_ids), order_id=order_id, status=CardKey.Status.RESERVED
+        ).update(status=CardKey.Status.SOLD, sold_at=now, reserved_until=None)
+        Delivery.objects.bulk_create(
+            [Delivery(order_id=order_id, card_key_id=key_id) for key_id in key_ids]
+        )
+        return sold
+    quote = connection.ops.quote_name
+    keys = quote(CardKey._meta.db_table)
+    deliveries = quote(Delivery._meta.db_table)
+    # Table and column names from the models; every value a bound parameter.
+    sql = (
+        f"WITH sold AS (UPDATE {keys} SET status = %s, sold_at = %s, reserved_until = NULL"  # noqa: S608
+        f" WHERE id = ANY(%s::bigint[]) AND order_id = %s AND status = %s RETURNING id)"
+        f" INSERT INTO {deliveries}"
+        " (order_id, card_key_id, shared, key_id, nonce, ciphertext, delivered_by_id, created_at)"
+        " SELECT %s, sold.id, false, '', NULL, NULL, NULL, %s FROM sold ORDER BY sold.id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                CardKey.Status.SOLD,
+                now,
+                list(key_ids),
+                order_id,
+                CardKey.Status.RESERVED,
+                order_id,
+                now,
+            ],
+        )
+        return int(cursor.rowcount)
+
+
+def sell_held_keys_and_deliver(*, order_id: int, quantity: int, now: datetime) -> int:
+    """The common case of a paid order's delivery in one statement: lock the keys the order
+    holds (as ``lock_keys_held_by_order``: by id, waiting for claimers), and if they cover
+    ``quantity``, mark the first ``quantity`` of them sold and write their deliveries. Returns
+    how many were sold: 0 means the order holds too few (nothing written; the caller tops them
+    up and uses ``sell_keys_and_deliver``), or this is not PostgreSQL."""
+    if connection.vendor != "postgresql" or quantity <= 0:
+        return 0
+    quote = connection.ops.quote_name
+    keys = quote(CardKey._meta.db_table)
+    deliveries = quote(Delivery._meta.db_table)
+    # Table and column names from the models; every value a bound parameter.
+    sql = (
+        f"WITH held AS (SELECT id FROM {keys} WHERE order_id = %s AND status = %s"  # noqa: S608
+        " ORDER BY id FOR UPDATE),"
+        " pick AS (SELECT id FROM held ORDER BY id LIMIT %s),"
+        f" sold AS (UPDATE {keys} SET status = %s, sold_at = %s, reserved_until = NULL"
+        " WHERE id IN (SELECT id FROM pick) AND order_id = %s AND status = %s"
+        " AND (SELECT count(*) FROM held) >= %s RETURNING id)"
+        f" INSERT INTO {deliveries}"
+        " (order_id, card_key_id, shared, key_id, nonce, ciphertext, delivered_by_id, created_at)"
+        " SELECT %s, sold.id, false, '', NULL, NULL, NULL, %s FROM sold ORDER BY sold.id"
+    )
+    reserved = CardKey.Status.RESERVED
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                order_id,
+                reserved,
+                quantity,
+                CardKey.Status.SOLD,
+                now,
+                order_id,
+                reserved,
+                quantity,
+                order_id,
+                now,
+            ],
+        )
+        return int(cursor.rowcount)
 
 
 def key_ids_still_free(ids: Sequence[int], now: datetime) -> Q:

@@ -21,7 +21,7 @@ from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
@@ -72,6 +72,7 @@ from risk import screening as risk_screening
 from risk import services as risk_services
 from risk.exceptions import RiskRefused
 from risk.models import RiskDecision
+from shop import cache as storefront_cache
 from shop import vault
 from shop.exceptions import CardvaultError, ProductUnavailable
 from shop.manual_fields import clean_manual_inputs
@@ -135,6 +136,7 @@ def place_order(
     unit_price: Decimal | None = None,
     attach: Callable[[Order], object] | None = None,
     coupon_code: str = "",
+    gateway: Gateway | None = None,
 ) -> PlacedOrder:
     """Create a pending order and reserve its stock for ``ORDER_TTL_MINUTES``.
 
@@ -149,6 +151,9 @@ def place_order(
     edge verified a captcha for this checkout). Locks: per-buyer advisory locks, then free keys
     of the product (``SKIP LOCKED``). Guarantees: either the order exists with all ``quantity``
     keys reserved to it, or no order was written (a refusal is recorded as a ``RiskDecision``).
+    ``gateway``: the payment method chosen with the order (``checkout``), recorded on it if
+    the gateway takes this amount, as ``start_payment`` would.
+
     Raises ``ProductUnavailable``, ``InvalidOrderInput``, ``OutOfStock``, ``RiskBlocked``,
     ``CaptchaRequired``.
     """
@@ -160,7 +165,10 @@ def place_order(
         or product.review_status != Product.ReviewStatus.PUBLISHED
         or (
             product.variant_of is not None
-            and product.variant_of.review_status != Product.ReviewStatus.PUBLISHED
+            and (
+                not product.variant_of.is_active
+                or product.variant_of.review_status != Product.ReviewStatus.PUBLISHED
+            )
         )
     ):
         raise ProductUnavailable(f"product {product.pk} is not on sale")
@@ -220,6 +228,11 @@ def place_order(
     )
     # A cache read (fails open), so before the transaction, never while holding locks.
     lookup_failures = risk_services.lookup_failures(ip=buyer_ip)
+    gateway_name = (
+        gateway.name
+        if gateway is not None and gateway.accepts(amount=amount, currency=product.currency)
+        else ""
+    )
 
     try:
         with transaction.atomic(durable=True):
@@ -250,6 +263,7 @@ def place_order(
                 user_agent=user_agent,
                 expires_at=expires_at,
                 now=now,
+                gateway_name=gateway_name,
             )
             if attach is not None:
                 attach(order)
@@ -290,6 +304,7 @@ def _create_order(
     user_agent: str,
     expires_at: datetime,
     now: datetime,
+    gateway_name: str = "",
 ) -> Order:
     """Inside ``place_order``'s transaction: the order row, its reservation, its audit row."""
     order = Order.objects.create(
@@ -311,6 +326,7 @@ def _create_order(
         buyer_ip=buyer_ip,
         buyer_user_agent=user_agent[:300],
         expires_at=expires_at,
+        gateway=gateway_name,
     )
     if product.delivery_mode == Product.DeliveryMode.AUTO:
         claimed = _claim_free_keys(
@@ -350,6 +366,8 @@ def _claim_free_keys(
         )
         if got >= count:
             break
+    if got:
+        storefront_cache.catalogue_changed(product_id=product_id)  # the shown stock count
     return got
 
 
@@ -361,12 +379,21 @@ def _reusable_has_capacity(*, product: Product, quantity: int) -> bool:
 
 # --- starting a payment -----------------------------------------------------------------------
 def start_payment(
-    *, order: Order, gateway_name: str, base_url: str, mobile: bool = False
+    *,
+    order: Order,
+    gateway_name: str,
+    base_url: str,
+    mobile: bool = False,
+    gateway: Gateway | None = None,
 ) -> PaymentAction:
     """Open a payment for a pending order at the chosen gateway. The payment row is committed
     first, then the gateway is called outside any lock. ``base_url`` is the site root the buyer
-    and the gateway reach us at. Raises ``OrderNotPayable``, ``GatewayUnavailable``."""
-    gateway = get_gateway(gateway_name)
+    and the gateway reach us at; ``gateway``: the adapter this request already built for
+    ``gateway_name`` (``checkout``), saving its configuration query. Raises ``OrderNotPayable``,
+    ``GatewayUnavailable``."""
+    # ``checkout`` passes the adapter and wrote its name with the order it has just created.
+    preset = gateway if gateway is not None and gateway.name == gateway_name else None
+    gateway = preset or get_gateway(gateway_name)
     if order.status != Order.Status.PENDING or order.expires_at <= timezone.now():
         raise OrderNotPayable(f"order {order.pk} is {order.status}")
     if not gateway.accepts(amount=order.amount, currency=order.currency):
@@ -379,7 +406,9 @@ def start_payment(
             amount=order.amount,
             currency=order.currency,
         )
-        Order.objects.filter(pk=order.pk).update(gateway=gateway.name)
+        if preset is None or order.gateway != gateway.name:
+            Order.objects.filter(pk=order.pk).update(gateway=gateway.name)
+            order.gateway = gateway.name
     base_url = base_url.rstrip("/")
     token = tokens.derive_token(number=order.number, nonce=order.token_nonce)
     action = gateway.create_payment(
@@ -423,7 +452,7 @@ def checkout(
     """Place the order and open its payment: what the product page's Buy button does. The
     gateway is checked first, so a bad choice writes nothing. If opening the payment fails after
     the order exists, the buyer lands on the order page, which offers to pay again."""
-    get_gateway(gateway_name)
+    gateway = get_gateway(gateway_name)
     placed = place_order(
         product=product,
         quantity=quantity,
@@ -438,10 +467,15 @@ def checkout(
         unit_price=unit_price,
         attach=attach,
         coupon_code=coupon_code,
+        gateway=gateway,
     )
     try:
         action = start_payment(
-            order=placed.order, gateway_name=gateway_name, base_url=base_url, mobile=mobile
+            order=placed.order,
+            gateway_name=gateway_name,
+            base_url=base_url,
+            mobile=mobile,
+            gateway=gateway,
         )
     except (CardvaultError, httpx.HTTPError) as exc:
         # The order and its reservation stand; its page offers to pay again.
@@ -557,28 +591,30 @@ def confirm_payment(
         # The gateway's settings and amount come from our payment row, never from the payload.
         if payment is None or payment.gateway != gateway_name:
             raise UnknownPayment(f"no {gateway_name} payment {verified.payment_reference!r}")
-        existing = PaymentEvent.objects.filter(
-            gateway=gateway_name, event_id=verified.event_id
-        ).first()
-        if existing is not None:
-            if existing.payment_id != payment.pk:
-                # The same gateway event presented for another payment: a replay aimed at a
-                # different order, never a duplicate of this one.
-                raise TradeAlreadyBound(f"event {verified.event_id!r} belongs to another payment")
-            return existing, True
-        if verified.currency != payment.currency:
-            raise CurrencyMismatch(f"payment {payment.pk}: currency {verified.currency!r}")
-        if verified.amount != payment.amount:
-            raise AmountMismatch(f"payment {payment.pk}: amount {verified.amount}")
-        event = PaymentEvent.objects.create(
-            gateway=gateway_name,
-            event_id=verified.event_id,
-            kind=verified.kind,
-            payment=payment,
-            amount=verified.amount,
-            currency=verified.currency,
-            gateway_trade_id=verified.gateway_trade_id,
+        matches = verified.currency == payment.currency and verified.amount == payment.amount
+        # A matching event is stored right away under its unique id (one statement; a replay
+        # stores nothing); a mismatched one is only looked up: a replay of a stored event still
+        # answers as the duplicate it is, anything else is refused and nothing is written.
+        event = (
+            _store_event(gateway_name=gateway_name, verified=verified, payment=payment, now=now)
+            if matches
+            else None
         )
+        if event is None:
+            existing = PaymentEvent.objects.filter(
+                gateway=gateway_name, event_id=verified.event_id
+            ).first()
+            if existing is not None:
+                if existing.payment_id != payment.pk:
+                    # The same gateway event presented for another payment: a replay aimed at a
+                    # different order, never a duplicate of this one.
+                    raise TradeAlreadyBound(
+                        f"event {verified.event_id!r} belongs to another payment"
+                    )
+                return existing, True
+            if verified.currency != payment.currency:
+                raise CurrencyMismatch(f"payment {payment.pk}: currency {verified.currency!r}")
+            raise AmountMismatch(f"payment {payment.pk}: amount {verified.amount}")
         if verified.kind == PaymentEvent.Kind.FAILED:
             if payment.status == Payment.Status.CREATED:
                 payment.status = Payment.Status.FAILED
@@ -592,9 +628,10 @@ def confirm_payment(
         payment.status = Payment.Status.SUCCEEDED
         payment.completed_at = now
         payment.gateway_trade_id = verified.gateway_trade_id or None
+        # No savepoint: a unique-trade violation aborts the whole transaction, which is exactly
+        # what the raise below does anyway (nothing of this event is kept).
         try:
-            with transaction.atomic():
-                payment.save(update_fields=["status", "completed_at", "gateway_trade_id"])
+            payment.save(update_fields=["status", "completed_at", "gateway_trade_id"])
         except IntegrityError:
             raise TradeAlreadyBound(
                 f"trade {verified.gateway_trade_id!r} pays another order"
@@ -655,6 +692,56 @@ def confirm_payment(
         return _set_outcome(event, outcome), False
 
 
+def _store_event(
+    *, gateway_name: str, verified: VerifiedEvent, payment: Payment, now: datetime
+) -> PaymentEvent | None:
+    """Insert the event unless one with its (gateway, event_id) exists (``ON CONFLICT DO
+    NOTHING`` on ``paymentevent_unique_id``): the stored event, or None if it was there."""
+    event = PaymentEvent(
+        gateway=gateway_name,
+        event_id=verified.event_id,
+        kind=verified.kind,
+        payment=payment,
+        amount=verified.amount,
+        currency=verified.currency,
+        gateway_trade_id=verified.gateway_trade_id,
+        created_at=now,
+    )
+    if connection.vendor != "postgresql":
+        if PaymentEvent.objects.filter(gateway=gateway_name, event_id=verified.event_id).exists():
+            return None
+        event.save()
+        return event
+    table = connection.ops.quote_name(PaymentEvent._meta.db_table)
+    # The table name from the model; every value a bound parameter.
+    sql = (
+        f"INSERT INTO {table} (gateway, event_id, kind, payment_id, amount, currency,"  # noqa: S608
+        " gateway_trade_id, outcome, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s)"
+        " ON CONFLICT (gateway, event_id) DO NOTHING RETURNING id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                event.gateway,
+                event.event_id,
+                event.kind,
+                payment.pk,
+                event.amount,
+                event.currency,
+                event.gateway_trade_id,
+                now,
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    event.pk = row[0]
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
+
+
 _PAYABLE_STATUSES = frozenset({Order.Status.PENDING, Order.Status.EXPIRED, Order.Status.CANCELLED})
 
 
@@ -687,6 +774,7 @@ def _fulfil(*, order: Order, now: datetime) -> str:
             reusable_sold=F("reusable_sold") + order.quantity
         ):
             return _mark_unfulfilled(order=order, note="reusable key sold out")
+        storefront_cache.catalogue_changed(merchant_id=order.merchant_id)  # reusable_sold
         Delivery.objects.create(order=order, card_key=shared_key, shared=True)
         return _mark_delivered(order=order, now=now)
 
@@ -699,6 +787,14 @@ def _deliver_from_stock(*, order: Order, now: datetime) -> bool:
     """Sell ``order.quantity`` keys to a locked order: those it still holds first, fresh ones for
     the rest. If stock cannot cover it, keep what it holds without expiry (a restock completes
     it) and return False; never deliver part of an order silently."""
+    # Usually the order still holds all its keys: lock, sell and deliver them in one statement.
+    sold = lock_objects.sell_held_keys_and_deliver(
+        order_id=order.pk, quantity=order.quantity, now=now
+    )
+    if sold == order.quantity:
+        return True
+    if sold:
+        raise IntegrityError(f"order {order.pk}: sold {sold} of {order.quantity} locked keys")
     held = lock_objects.lock_keys_held_by_order(order_id=order.pk)
     missing = order.quantity - len(held)
     if missing > 0:
@@ -714,12 +810,9 @@ def _deliver_from_stock(*, order: Order, now: datetime) -> bool:
         CardKey.objects.filter(id__in=held).update(reserved_until=None)
         return False
     key_ids = held[: order.quantity]
-    sold = CardKey.objects.filter(
-        id__in=key_ids, order_id=order.pk, status=CardKey.Status.RESERVED
-    ).update(status=CardKey.Status.SOLD, sold_at=now, reserved_until=None)
+    sold = lock_objects.sell_keys_and_deliver(order_id=order.pk, key_ids=key_ids, now=now)
     if sold != len(key_ids):
         raise IntegrityError(f"order {order.pk}: sold {sold} of {len(key_ids)} locked keys")
-    Delivery.objects.bulk_create([Delivery(order=order, card_key_id=key_id) for key_id in key_ids])
     return True
 
 
@@ -916,6 +1009,7 @@ def cancel_order(*, order_id: int, source: str, actor: User | None = None) -> Or
         CardKey.objects.filter(order_id=order.pk, status=CardKey.Status.RESERVED).update(
             status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
         )
+        storefront_cache.catalogue_changed(merchant_id=order.merchant_id)
         promotions_services.release_redemption(order=order, now=timezone.now())
     return order
 
@@ -949,6 +1043,7 @@ def _expire_one(*, order_id: int, now: datetime) -> int:
         CardKey.objects.filter(order_id=order.pk, status=CardKey.Status.RESERVED).update(
             status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
         )
+        storefront_cache.catalogue_changed(merchant_id=order.merchant_id)
         promotions_services.release_redemption(order=order, now=now)
         return 1
 
@@ -1228,6 +1323,7 @@ def _apply_refund(*, order: Order, refund: Refund, actor: User | None) -> None:
                 CardKey.objects.filter(order=order, status=CardKey.Status.RESERVED).update(
                     status=CardKey.Status.AVAILABLE, order=None, reserved_until=None
                 )
+                storefront_cache.catalogue_changed(merchant_id=order.merchant_id)
     transaction.on_commit(partial(tasks.send_refund_notice_task.delay, refund_id=refund.pk))
     if of_sale:
         webhook_services.emit_after_commit(event=WebhookEvent.ORDER_REFUNDED, object_id=refund.pk)

@@ -11,7 +11,7 @@ from django.db.models import ForeignKey, ManyToManyField
 from django.http import HttpRequest
 from django.utils.translation import gettext as _
 
-from merchants.admin import MerchantScopedAdmin, merchant_site
+from merchants.admin import KeepCountersMixin, MerchantScopedAdmin, merchant_site
 from promotions.models import Coupon, CouponRedemption, PriceTier
 from shop.models import Product
 
@@ -73,7 +73,8 @@ COUPON_LIST = (
 
 
 @admin.register(Coupon, site=merchant_site)
-class MerchantCouponAdmin(MerchantScopedAdmin):
+class MerchantCouponAdmin(KeepCountersMixin, MerchantScopedAdmin):
+    counter_fields = ("times_used",)  # moved by redemptions and releases
     form = CouponForm
     list_display = COUPON_LIST
     list_filter = ("is_active", "kind", "scope")
@@ -122,7 +123,8 @@ class RedemptionInline(admin.TabularInline):
 
 
 @admin.register(Coupon)
-class CouponAdmin(admin.ModelAdmin):
+class CouponAdmin(KeepCountersMixin, admin.ModelAdmin):
+    counter_fields = ("times_used",)  # moved by redemptions and releases
     form = CouponForm
     list_display = ("merchant", *COUPON_LIST)
     list_filter = ("is_active", "kind", "scope")

@@ -12,6 +12,7 @@ from django.urls import URLPattern, path
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from merchants.admin import KeepCountersMixin
 from shop import selectors, services
 from shop.admin_views import import_keys_view
 from shop.exceptions import CardvaultError
@@ -26,7 +27,8 @@ class CategoryAdmin(admin.ModelAdmin):
 
 
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(KeepCountersMixin, admin.ModelAdmin):
+    counter_fields = ("reusable_sold",)  # raised by fulfilment
     list_display = (
         "display_title",
         "merchant",

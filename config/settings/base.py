@@ -129,6 +129,9 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# Seconds the rendered catalogue parts of the store and product pages stay cached (shop/cache.py,
+# docs/performance.md); edits and stock changes invalidate them at once. 0 switches it off.
+STOREFRONT_CACHE_SECONDS = env.int("STOREFRONT_CACHE_SECONDS", default=2)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -91,3 +91,27 @@ def test_offers_and_listings_are_scoped_to_the_signed_in_merchant(client, suppli
     assert report.status_code == 200
     assert [row.reseller_id for row in report.context["rows"]] == [reseller.pk]
     assert ResaleListing.objects.count() == 1
+
+
+def test_an_offers_product_cannot_be_changed_once_it_exists(client, supplier, reseller):
+    """Listings (and their sales' frozen floor prices) were made for the offer's product: an
+    edit may change the floor price or close the offer, never swap the product under them."""
+    product = ProductFactory(merchant=supplier, title="Original")
+    other = ProductFactory(merchant=supplier, title="Other")
+    own_offer = offer(product, "5.00")
+    item = listing(reseller, own_offer, "7.00")
+    login(client, supplier)
+    add = client.get(reverse("merchant_admin:affiliates_resaleoffer_add"))
+    assert "product" in add.context["adminform"].form.fields
+    change = reverse("merchant_admin:affiliates_resaleoffer_change", args=[own_offer.pk])
+    page = client.get(change)
+    assert "product" not in page.context["adminform"].form.fields
+    assert "Original" in page.content.decode()
+
+    response = client.post(change, {"product": other.pk, "floor_price": "6.00", "is_open": "on"})
+
+    assert response.status_code == 302
+    own_offer.refresh_from_db()
+    assert (own_offer.product, own_offer.floor_price) == (product, Decimal("6.00"))
+    item.refresh_from_db()
+    assert item.offer.product == product

@@ -77,6 +77,7 @@ def test_any_sequence_keeps_the_books_balanced(django_settings_override, ops):
                 "amount": value,
                 "fee": fee_of(value),
                 "refunded": Decimal(0),
+                "fee_back": Decimal(0),
                 "settled": False,
                 "net_left": net,
             }
@@ -94,9 +95,11 @@ def test_any_sequence_keeps_the_books_balanced(django_settings_override, ops):
             if refund is None:
                 continue
             info, amount = refund
-            fee_share = (info["fee"] * amount / info["amount"]).quantize(
+            # Cumulative: the fee share of everything refunded so far, less what was given back.
+            fee_share = (info["fee"] * (info["refunded"] + amount) / info["amount"]).quantize(
                 CENT, rounding=ROUND_HALF_UP
-            )
+            ) - info["fee_back"]
+            info["fee_back"] += fee_share
             share = amount - fee_share
             info["refunded"] += amount
             if info["settled"]:

@@ -208,3 +208,77 @@ def test_callbacks_work_while_redis_is_down(payment, settings):
 
     assert post_callback(Client(), body, headers).status_code == 200
     assert Order.objects.get(pk=payment.order_id).status == Order.Status.DELIVERED
+
+
+def test_an_event_id_replayed_for_another_payment_is_rejected(stocked_product, payment):
+    assert pay(payment).status_code == 200
+    other = open_payment(place(stocked_product).order)
+    before = snapshot()
+
+    # Genuinely signed, matching amount and currency, but the event id is the first payment's.
+    response = pay(other, event_id=PaymentEvent.objects.get().event_id)
+
+    assert response.status_code == 400
+    assert response.content.decode() == "trade_bound_to_other_payment"
+    assert snapshot() == before
+    assert Order.objects.get(pk=other.order_id).status == Order.Status.PENDING
+
+
+def test_a_stored_event_replayed_with_another_amount_is_still_a_duplicate(payment):
+    """The stored event answers first: a replay is a duplicate whatever its amount says, and
+    nothing is flagged or written."""
+    assert pay(payment).status_code == 200
+    before = snapshot()
+
+    response = pay(payment, amount="0.01")
+
+    assert 400 <= response.status_code < 500
+    assert snapshot() == before
+    assert PaymentEvent.objects.get().outcome == PaymentEvent.Outcome.DELIVERED
+    assert Order.objects.get(pk=payment.order_id).needs_attention == ""
+    assert PaymentNotification.objects.filter(result=PaymentNotification.Result.DUPLICATE).exists()
+
+
+def test_the_sale_journal_is_balanced_and_posted_once(payment):
+    from django.db.models import Sum
+
+    from ledger import services as ledger_services
+    from ledger.models import Entry, Journal
+
+    assert pay(payment).status_code == 200
+    order = Order.objects.select_related("merchant").get(pk=payment.order_id)
+    journal = Journal.objects.get(kind=Journal.Kind.SALE, reference=f"order:{order.pk}")
+    assert journal.order_id == order.pk and journal.merchant_id == order.merchant_id
+    entries = Entry.objects.filter(journal=journal)
+    assert entries.count() == 3
+    assert entries.aggregate(total=Sum("amount"))["total"] == 0
+    assert entries.filter(amount__gt=0).get().amount == payment.amount
+
+    again = ledger_services.record_sale(
+        order_id=order.pk, merchant=order.merchant, amount=payment.amount, currency=payment.currency
+    )
+
+    assert again.pk == journal.pk
+    assert Entry.objects.filter(journal=journal).count() == 3
+    assert Journal.objects.filter(reference=f"order:{order.pk}").count() == 1
+
+
+# Queries of a paid callback once the ledger accounts exist (issue 7, ``python -m bench.profile``):
+# gateway config, payment lock, event insert (ON CONFLICT), payment update, order lock, order
+# paid + audit row, resale check, the three sale accounts in one query, journal (ON CONFLICT) +
+# entries, risk rules + blacklist + decision, the order's keys locked + sold + delivered in one
+# statement, order delivered + audit row, event outcome, notification log; plus the test
+# transaction's SAVEPOINT/RELEASE around the service's own transaction. It was 31 before issue 7.
+CALLBACK_QUERIES = 21
+
+
+def test_paid_callback_query_count(stocked_product, payment, django_assert_max_num_queries):
+    warm = open_payment(place(stocked_product).order)
+    assert pay(warm).status_code == 200  # creates the ledger accounts (first sale only)
+
+    with django_assert_max_num_queries(CALLBACK_QUERIES):
+        response = pay(payment)
+
+    assert response.status_code == 200
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.DELIVERED
+    assert Delivery.objects.filter(order_id=payment.order_id).count() == 2

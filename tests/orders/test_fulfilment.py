@@ -360,3 +360,85 @@ def test_checkout_lands_on_the_order_page_when_the_payment_cannot_open(stocked_p
         SandboxGateway.create_payment = original
     assert result.redirect_url == f"/o/{result.token}/"
     assert CardKey.objects.filter(order=result.order, status=CardKey.Status.RESERVED).count() == 1
+
+
+def test_checkout_records_the_gateway_with_the_order_and_opens_one_payment(stocked_product):
+    from orders.models import Payment
+
+    result = services.checkout(
+        product=stocked_product,
+        quantity=1,
+        email="a@example.com",
+        gateway_name="sandbox",
+        base_url="http://testserver/",
+    )
+
+    order = Order.objects.get(pk=result.order.pk)
+    assert order.gateway == "sandbox"
+    payment = Payment.objects.get(order=order)
+    assert (payment.gateway, payment.amount) == ("sandbox", order.amount)
+    assert result.redirect_url != f"/o/{result.token}/"
+
+
+def test_checkout_records_no_gateway_that_refuses_the_amount(stocked_product):
+    """The gateway is recorded with the order only if it takes the amount, as opening the
+    payment would have; the buyer lands on the order page to choose another."""
+    from orders.models import GatewayConfig, Payment
+
+    GatewayConfig.objects.create(gateway="sandbox", enabled=True, max_amount="0.50")
+
+    result = services.checkout(
+        product=stocked_product,
+        quantity=1,
+        email="a@example.com",
+        gateway_name="sandbox",
+        base_url="http://testserver/",
+    )
+
+    assert result.redirect_url == f"/o/{result.token}/"
+    assert Order.objects.get(pk=result.order.pk).gateway == ""
+    assert not Payment.objects.filter(order=result.order).exists()
+
+
+def test_paying_an_order_again_at_another_gateway_records_that_gateway(stocked_product):
+    order = place(stocked_product).order
+    open_payment(order)
+    Order.objects.filter(pk=order.pk).update(gateway="alipay")  # chosen before, elsewhere
+    order.refresh_from_db()
+
+    open_payment(order)
+
+    assert Order.objects.get(pk=order.pk).gateway == "sandbox"
+
+
+# Queries of the product page's Buy POST (issue 7, ``python -m bench.profile``): merchant,
+# product, gateway config (the form's choices and ``checkout``'s check), price tiers, risk rules
+# + blacklist, order insert, the key claim (planner setting, SKIP LOCKED select, restore,
+# conditional update), audit row, risk decision, payment insert; plus the test transaction's
+# SAVEPOINT/RELEASE around the two service transactions. It was 21 before issue 7 (a gateway
+# config read three times, the order's gateway written by a second UPDATE).
+BUY_QUERIES = 19
+
+
+def test_buy_post_query_count(client, stocked_product, django_assert_max_num_queries):
+    from django.urls import reverse
+
+    from orders.models import Payment
+
+    url = reverse("shop:product", args=[stocked_product.merchant.slug, stocked_product.slug])
+    data = {
+        "option": stocked_product.pk,
+        "quantity": 1,
+        "email": "buyer@example.com",
+        "query_password": "",
+        "gateway": "sandbox",
+    }
+
+    with django_assert_max_num_queries(BUY_QUERIES):
+        response = client.post(url, data)
+
+    assert response.status_code == 302
+    order = Order.objects.get()
+    assert (order.status, order.gateway) == (Order.Status.PENDING, "sandbox")
+    assert CardKey.objects.filter(order=order, status=CardKey.Status.RESERVED).count() == 1
+    assert Payment.objects.filter(order=order, gateway="sandbox").count() == 1

@@ -89,10 +89,15 @@ def test_crash_between_claiming_keys_and_commit_leaves_nothing_half_done(
     payment = open_payment(order)
     keys_before = sorted(CardKey.objects.values_list("id", "status", "order_id"))
 
-    def worker_dies(*args, **kwargs):
+    from orders import lock_objects
+
+    sell = lock_objects.sell_held_keys_and_deliver
+
+    def worker_dies(**kwargs):
+        sell(**kwargs)  # the keys are sold and their deliveries written, uncommitted
         raise RuntimeError("worker killed mid-transaction")
 
-    monkeypatch.setattr(Delivery.objects, "bulk_create", worker_dies)
+    monkeypatch.setattr(lock_objects, "sell_held_keys_and_deliver", worker_dies)
     body, headers = sandbox_notification(payment)
     response = post_callback(Client(raise_request_exception=False), body, headers)
     assert response.status_code == 500

@@ -1,5 +1,7 @@
-"""A demo platform: a staff user, two merchants with products and keys. Idempotent: running it
-again keeps what exists and prints the logins."""
+"""A demo platform: a staff user, two merchants with products and keys, and their growth tools
+(coupons, wholesale tiers, an affiliate programme with a demo affiliate, a resale listing, paid
+and delivered orders with reviews; ``_demo_growth``). Idempotent: running it again keeps what
+exists and prints the logins."""
 
 import secrets
 from decimal import Decimal
@@ -9,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
+from merchants.management.commands._demo_growth import GrowthSummary, seed_growth
 from merchants.models import Merchant, MerchantMembership
 from shop import services
 from shop.models import CardKey, Category, ImportBatch, Product
@@ -64,16 +67,57 @@ class Command(BaseCommand):
                 )
                 merchants.append(merchant)
         self._catalogue(merchants[0], merchants[1], keys)
+        growth = seed_growth(
+            stores={"nebula": merchants[0], "panda": merchants[1]},
+            remember_password=self._password,
+        )
+        logins.append(
+            (
+                "affiliate (/affiliates/login/)",
+                growth.affiliate.user.username,
+                growth.affiliate_password,
+            )
+        )
         self.stdout.write(self.style.SUCCESS("Demo platform ready at http://127.0.0.1:8000"))
         for role, username, password in logins:
             self.stdout.write(f"  {role}: {username} / {password}")
+        self._growth_summary(growth)
         self.stdout.write(
             "  Staff must use two-factor authentication: the first sign-in at /admin/ shows a QR"
             " code (and its secret) to scan with an authenticator app, then asks for a code."
         )
 
-    def _password(self, user: Any, created: bool) -> str:
-        # Fresh random passwords on first seed, remembered in an untracked file for reruns.
+    def _growth_summary(self, growth: GrowthSummary) -> None:
+        for coupon in growth.coupons:
+            off = (
+                f"{coupon.value.normalize():f}% off"
+                if coupon.kind == coupon.Kind.PERCENT
+                else f"{coupon.value} {coupon.currency} off"
+            )
+            if coupon.min_order_amount is not None:
+                off += f" from {coupon.min_order_amount} {coupon.currency}"
+            self.stdout.write(f"  coupon {coupon.code} ({coupon.merchant.name}): {off}")
+        self.stdout.write(
+            "  wholesale prices: /s/nebula-keys/p/stellar-odyssey/ (from 3 and from 5 keys)"
+        )
+        self.stdout.write(
+            f"  affiliate link: http://127.0.0.1:8000/s/nebula-keys/?ref={growth.affiliate.code}"
+        )
+        listing = growth.listing
+        self.stdout.write(
+            f"  resold: {listing.offer.product.title} in {listing.merchant.name}"
+            f" at {listing.price} (floor {listing.offer.floor_price})"
+        )
+        self.stdout.write(
+            f"  demo orders: {growth.orders_delivered} delivered ({growth.orders_placed} new),"
+            f" {growth.reviews} reviewed; analytics and customers under /merchant/"
+        )
+        for warning in growth.warnings:
+            self.stdout.write(self.style.WARNING(f"  {warning}"))
+
+    def _password(self, user: Any, created: bool, password: str | None = None) -> str:
+        # Fresh random passwords on first seed, remembered in an untracked file for reruns;
+        # ``password``: the one the user was just created with.
         from pathlib import Path
 
         store = Path(DEMO_PASSWORD_FILE)
@@ -82,9 +126,10 @@ class Command(BaseCommand):
             for line in (store.read_text().splitlines() if store.exists() else [])
         )
         if created or user.username not in known:
-            password = secrets.token_urlsafe(9)
-            user.set_password(password)
-            user.save(update_fields=["password"])
+            if password is None:
+                password = secrets.token_urlsafe(9)
+                user.set_password(password)
+                user.save(update_fields=["password"])
             known[user.username] = password
             store.write_text("".join(f"{k}:{v}\n" for k, v in known.items()))
             store.chmod(0o600)
