@@ -24,6 +24,8 @@ TRUSTED_PROXY_COUNT = 1
 CELERY_BROKER_URL = REDIS_URL
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_TASK_DEFAULT_QUEUE = f"cardvault-bench-{RUN_ID}"
+# The production default (the test settings switch the storefront cache off).
+STOREFRONT_CACHE_SECONDS = 2
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,4 +7,6 @@ class ShopConfig(AppConfig):
     verbose_name = _("Catalogue and stock")
 
     def ready(self) -> None:
-        from shop import checks  # noqa: F401 - registers the keyring check
+        from shop import cache, checks  # noqa: F401 - checks registers the keyring check
+
+        cache.connect_signals()  # catalogue edits invalidate the storefront cache

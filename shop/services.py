@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from merchants.models import Merchant
+from shop import cache as storefront_cache
 from shop import selectors, vault
 from shop.exceptions import ImportRejected, ProductReviewRefused
 from shop.models import CardKey, ImportBatch, Product
@@ -117,6 +118,7 @@ def import_keys(
         batch.save(
             update_fields=["imported_count", "duplicate_count", "rejected_count", "rejected_lines"]
         )
+        storefront_cache.catalogue_changed(merchant_id=merchant_id)
         if imported and product.low_stock_threshold is not None:
             from webhooks import services as webhook_services  # low stock: once per crossing
 
@@ -206,6 +208,7 @@ def void_keys(*, merchant_id: int, key_ids: Iterable[int]) -> int:
             )
         )
         voided = keys.update(status=CardKey.Status.VOID, order=None, reserved_until=None)
+        storefront_cache.catalogue_changed(merchant_id=merchant_id)
         from webhooks import services as webhook_services  # voiding may cross the threshold
 
         for product_id in sorted(alerted):
@@ -361,6 +364,7 @@ def release_product(*, product_id: int) -> Product:
         ).update(review_status=Product.ReviewStatus.PUBLISHED, review_note="", reviewed_at=now)
         if not changed:
             raise ProductReviewRefused(f"product {product_id} is not held")
+        storefront_cache.catalogue_changed(product_id=product_id)
         return Product.objects.get(pk=product_id)
 
 
@@ -380,6 +384,7 @@ def reject_product(*, product_id: int, reason: str) -> Product:
         )
         if not changed:
             raise ProductReviewRefused(f"product {product_id} is not held")
+        storefront_cache.catalogue_changed(product_id=product_id)
         product = Product.objects.get(pk=product_id)
         from webhooks import notifications as merchant_notices
 

@@ -1,8 +1,11 @@
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from django import forms
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
@@ -10,6 +13,7 @@ from django.utils.translation import gettext as _
 from affiliates import selectors as affiliate_selectors
 from affiliates import services as affiliate_services
 from merchants import services as merchant_services
+from merchants.models import Merchant
 from orders import services as order_services
 from orders.exceptions import InvalidOrderInput
 from orders.gateways.registry import available_gateways
@@ -18,6 +22,7 @@ from promotions import views as promotions_views
 from risk import captcha, device
 from risk.exceptions import CaptchaRequired
 from security.ratelimit import rate_limit
+from shop import cache as storefront_cache
 from shop import selectors
 from shop.client_ip import client_ip, is_mobile
 from shop.exceptions import CardvaultError
@@ -47,15 +52,102 @@ def store(request: HttpRequest, slug: str) -> HttpResponse:
     merchant = selectors.get_active_merchant(slug=slug)
     if merchant is None:
         raise Http404
-    return render(
+    built: dict[str, Any] = {}
+
+    def catalogue() -> str:
+        built["sections"] = selectors.storefront_listings(merchant=merchant)
+        built["resale_listings"] = affiliate_selectors.store_resale_listings(merchant=merchant)
+        return render_to_string("shop/_store_catalogue.html", {"merchant": merchant, **built})
+
+    html = storefront_cache.cached(merchant_id=merchant.pk, name="store", build=catalogue)
+    # ``built`` is empty when the catalogue came from the cache.
+    return render(request, "shop/store.html", {"merchant": merchant, "catalogue": html, **built})
+
+
+@dataclass(frozen=True)
+class ProductPage:
+    """A product page's parts that are the same for every buyer (cached on a GET): its listing's
+    product, or the URL to redirect to when the slug is a variant's own."""
+
+    product_id: int = 0
+    title: str = ""
+    head_html: str = ""
+    fields_html: str = ""
+    price_html: str = ""
+    redirect: str = ""
+
+
+def _load_listing(*, merchant: Merchant, product_slug: str) -> selectors.Listing | str | None:
+    """The listing, the URL of its own page when ``product_slug`` is a variant's, or None."""
+    listing = selectors.get_listing(merchant=merchant, slug=product_slug)
+    if listing is None:
+        return None
+    if listing.product.slug != product_slug:
+        # A variant's own slug: show its listing with that option picked.
+        return reverse("shop:product", args=[merchant.slug, listing.product.slug])
+    storefront_cache.remember_products(listing.options)
+    return listing
+
+
+def _buy_form(request: HttpRequest, listing: selectors.Listing) -> BuyForm:
+    first = listing.options[0]
+    gateways = [
+        (gateway.name, gateway.label)
+        for gateway in available_gateways(amount=first.price, currency=first.currency)
+    ]
+    return BuyForm(request.POST or None, listing=listing, gateways=gateways)
+
+
+def _product_page(
+    *, merchant: Merchant, listing: selectors.Listing, form: BuyForm, built: dict[str, Any]
+) -> ProductPage:
+    built["price_tiers"] = promotions_selectors.listing_price_tiers(options=listing.options)
+    context = {"merchant": merchant, "listing": listing, "price_tiers": built["price_tiers"]}
+    return ProductPage(
+        product_id=listing.product.pk,
+        title=listing.product.title,
+        head_html=render_to_string("shop/_product_head.html", context),
+        fields_html=render_to_string("shop/_buy_fields.html", {"form": form}),
+        price_html=render_to_string("shop/_product_price.html", context),
+    )
+
+
+def _cached_product_page(
+    request: HttpRequest, merchant: Merchant, product_slug: str
+) -> HttpResponse:
+    """A GET of a product page: its buyer-independent parts from the cache (shop/cache.py) when
+    there, around this request's CSRF token, captcha and messages."""
+    built: dict[str, Any] = {}
+
+    def build() -> ProductPage | None:
+        loaded = _load_listing(merchant=merchant, product_slug=product_slug)
+        if loaded is None or isinstance(loaded, str):
+            return ProductPage(redirect=loaded) if loaded else None
+        built["listing"] = loaded
+        built["form"] = _buy_form(request, loaded)
+        return _product_page(merchant=merchant, listing=loaded, form=built["form"], built=built)
+
+    page = storefront_cache.cached(
+        merchant_id=merchant.pk, name=f"product:{product_slug}", build=build
+    )
+    if page is None:
+        raise Http404
+    if page.redirect:
+        return redirect(page.redirect)
+    # analytics funnel: one upsert per page view, fail-safe (never breaks the page)
+    merchant_services.record_product_view(product_id=page.product_id, merchant_id=merchant.pk)
+    response = render(
         request,
-        "shop/store.html",
+        "shop/product.html",
         {
             "merchant": merchant,
-            "sections": selectors.storefront_listings(merchant=merchant),
-            "resale_listings": affiliate_selectors.store_resale_listings(merchant=merchant),
+            "page": page,
+            "captcha": captcha.current_challenge_id(request.session),
+            "price_check": None,
+            **built,  # empty when the page came from the cache
         },
     )
+    return device.remember_device(request, response)
 
 
 def captcha_answered(request: HttpRequest, form: forms.Form) -> bool:
@@ -98,19 +190,15 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
     merchant = selectors.get_active_merchant(slug=slug)
     if merchant is None:
         raise Http404
-    listing = selectors.get_listing(merchant=merchant, slug=product_slug)
-    if listing is None:
+    if request.method == "GET":
+        return _cached_product_page(request, merchant, product_slug)
+    loaded = _load_listing(merchant=merchant, product_slug=product_slug)
+    if loaded is None:
         raise Http404
-    if listing.product.slug != product_slug:
-        # A variant's own slug: show its listing with that option picked.
-        url = reverse("shop:product", args=[merchant.slug, listing.product.slug])
-        return redirect(url)
-    first = listing.options[0]
-    gateways = [
-        (gateway.name, gateway.label)
-        for gateway in available_gateways(amount=first.price, currency=first.currency)
-    ]
-    form = BuyForm(request.POST or None, listing=listing, gateways=gateways)
+    if isinstance(loaded, str):
+        return redirect(loaded)
+    listing = loaded
+    form = _buy_form(request, listing)
     captcha_passed = False
     # promotions: "Check price" prices the form (tier, coupon) and places nothing.
     checking_price = request.method == "POST" and "check_price" in request.POST
@@ -144,22 +232,17 @@ def product(request: HttpRequest, slug: str, product_slug: str) -> HttpResponse:
         )
         if placed is not None:
             return placed
-    if request.method == "GET":
-        # analytics funnel: one upsert per page view, fail-safe (never breaks the page)
-        merchant_services.record_product_view(
-            product_id=listing.product.pk, merchant_id=merchant.pk
-        )
     status = 400 if request.method == "POST" and price_check is None else 200
+    built: dict[str, Any] = {"listing": listing, "form": form}
     response = render(
         request,
         "shop/product.html",
         {
             "merchant": merchant,
-            "listing": listing,
-            "form": form,
+            "page": _product_page(merchant=merchant, listing=listing, form=form, built=built),
             "captcha": captcha.current_challenge_id(request.session),
-            "price_tiers": promotions_selectors.listing_price_tiers(options=listing.options),
             "price_check": price_check,
+            **built,
         },
         status=status,
     )

@@ -27,6 +27,9 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("TEST_CELERY_EAGER", default=True)
 # Each run's cache keys carry its own prefix, so a run clears only its own keys and two runs on
 # one machine (and one Redis database) never wipe each other's cache mid-test.
 CACHES["default"]["KEY_PREFIX"] = f"cardvault-test-{os.getpid()}"  # noqa: F405
+# Tests read the pages' context (sections, listing, form) and exact stock counts: the storefront
+# cache is off except in tests/shop/test_storefront_cache.py, which switches it on.
+STOREFRONT_CACHE_SECONDS = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if env.str("TEST_EMAIL_URL", default=""):
