@@ -166,7 +166,7 @@ def _post_once(
     table = connection.ops.quote_name(Journal._meta.db_table)
     # The table name from the model; every value a bound parameter.
     sql = (
-        f"INSERT INTO {table}"  # noqa: S608
+        f"INSERT INTO {table}"  # noqa: S608  # nosec B608
         " (kind, reference, currency, order_id, merchant_id, memo, created_by_id, created_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, NULL, %s)"
         " ON CONFLICT (kind, reference) DO NOTHING RETURNING id"

@@ -459,7 +459,7 @@ def record_product_view(*, product_id: int, merchant_id: int, now: datetime | No
         return
     table = connection.ops.quote_name(ProductViewDay._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (merchant_id, product_id, day, views) VALUES (%s, %s, %s, 1) "  # noqa: S608  (table name from the model)
+        f"INSERT INTO {table} (merchant_id, product_id, day, views) VALUES (%s, %s, %s, 1) "  # noqa: S608  # nosec B608
         f"ON CONFLICT (product_id, day) DO UPDATE SET views = {table}.views + 1"
     )
     try:
@@ -484,7 +484,7 @@ def flush_product_views(*, now: datetime | None = None) -> int:
     table = connection.ops.quote_name(ProductViewDay._meta.db_table)
     products = connection.ops.quote_name(Product._meta.db_table)
     sql = (
-        f"INSERT INTO {table} (merchant_id, product_id, day, views) "  # noqa: S608  (table names from the models)
+        f"INSERT INTO {table} (merchant_id, product_id, day, views) "  # noqa: S608  # nosec B608
         f"SELECT p.merchant_id, p.id, %s, v.views "
         f"FROM UNNEST(%s::bigint[], %s::bigint[]) AS v(product_id, views) "
         f"JOIN {products} p ON p.id = v.product_id "

@@ -105,7 +105,7 @@ def sell_keys_and_deliver(*, order_id: int, key_ids: Sequence[int], now: datetim
     deliveries = quote(Delivery._meta.db_table)
     # Table and column names from the models; every value a bound parameter.
     sql = (
-        f"WITH sold AS (UPDATE {keys} SET status = %s, sold_at = %s, reserved_until = NULL"  # noqa: S608
+        f"WITH sold AS (UPDATE {keys} SET status = %s, sold_at = %s, reserved_until = NULL"  # noqa: S608  # nosec B608
         f" WHERE id = ANY(%s::bigint[]) AND order_id = %s AND status = %s RETURNING id)"
         f" INSERT INTO {deliveries}"
         " (order_id, card_key_id, shared, key_id, nonce, ciphertext, delivered_by_id, created_at)"
@@ -140,7 +140,7 @@ def sell_held_keys_and_deliver(*, order_id: int, quantity: int, now: datetime) -
     deliveries = quote(Delivery._meta.db_table)
     # Table and column names from the models; every value a bound parameter.
     sql = (
-        f"WITH held AS (SELECT id FROM {keys} WHERE order_id = %s AND status = %s"  # noqa: S608
+        f"WITH held AS (SELECT id FROM {keys} WHERE order_id = %s AND status = %s"  # noqa: S608  # nosec B608
         " ORDER BY id FOR UPDATE),"
         " pick AS (SELECT id FROM held ORDER BY id LIMIT %s),"
         f" sold AS (UPDATE {keys} SET status = %s, sold_at = %s, reserved_until = NULL"

@@ -715,7 +715,7 @@ def _store_event(
     table = connection.ops.quote_name(PaymentEvent._meta.db_table)
     # The table name from the model; every value a bound parameter.
     sql = (
-        f"INSERT INTO {table} (gateway, event_id, kind, payment_id, amount, currency,"  # noqa: S608
+        f"INSERT INTO {table} (gateway, event_id, kind, payment_id, amount, currency,"  # noqa: S608  # nosec B608
         " gateway_trade_id, outcome, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s)"
         " ON CONFLICT (gateway, event_id) DO NOTHING RETURNING id"
     )
