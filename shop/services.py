@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
@@ -74,8 +75,9 @@ def import_keys(
     ring = vault.keyring()
     merchant_id = product.merchant_id
     max_length = settings.CARD_KEY_MAX_LENGTH
-    seen: set[str] = set()
-    rows: list[tuple[str, bytes, bytes, str]] = []  # the _SEALED_FIELDS of each key
+    # (fingerprint, plaintext) of each key's first line, in input order; sealed only when it is
+    # known to be new (below), so a duplicate costs a fingerprint and no encryption.
+    candidates: dict[str, str] = {}
     rejected_lines: list[int] = []
     in_file_duplicates = 0
     line_count = 0
@@ -88,14 +90,10 @@ def import_keys(
             rejected_lines.append(line_number)
             continue
         fingerprint = vault.fingerprint(text, merchant_id=merchant_id, ring=ring)
-        if fingerprint in seen:
+        if fingerprint in candidates:
             in_file_duplicates += 1
             continue
-        seen.add(fingerprint)
-        sealed = vault.seal(
-            text, merchant_id=merchant_id, product_id=product.pk, fingerprint=fingerprint, ring=ring
-        )
-        rows.append((sealed.key_id, sealed.nonce, sealed.ciphertext, fingerprint))
+        candidates[fingerprint] = text
 
     with transaction.atomic(durable=True):
         batch = ImportBatch.objects.create(
@@ -106,13 +104,11 @@ def import_keys(
             file_name=file_name[:255],
             line_count=line_count,
         )
-        # ON CONFLICT DO NOTHING against the (merchant, fingerprint) constraint: duplicates of
-        # existing stock, even from an import running at the same moment, are skipped by the
-        # database itself; counting the batch afterwards gives the exact number imported.
-        _insert_keys(CardKey(merchant_id=merchant_id, product_id=product.pk, batch=batch), rows)
-        imported = CardKey.objects.filter(batch=batch).count()
+        imported = _insert_keys(
+            CardKey(merchant_id=merchant_id, product_id=product.pk, batch=batch), candidates, ring
+        )
         batch.imported_count = imported
-        batch.duplicate_count = in_file_duplicates + (len(rows) - imported)
+        batch.duplicate_count = in_file_duplicates + (len(candidates) - imported)
         batch.rejected_count = len(rejected_lines)
         batch.rejected_lines = rejected_lines[:MAX_REJECTED_LINES_KEPT]
         batch.save(
@@ -134,63 +130,108 @@ def import_keys(
 
 # What differs from key to key; every other column is the same for the whole batch.
 _SEALED_FIELDS = ("key_id", "nonce", "ciphertext", "fingerprint")
+# pg_advisory_xact_lock(namespace, merchant): one import at a time per merchant (see below).
+_IMPORT_LOCK_NAMESPACE = 0x4B455953  # "KEYS"
 
 
-def _insert_keys(template: CardKey, rows: list[tuple[str, bytes, bytes, str]]) -> None:
-    """Insert one batch's keys, in input order, with ON CONFLICT DO NOTHING: ``template``
-    holds the columns all keys share, each row the ``_SEALED_FIELDS`` of one key.
+def _sealed_row(
+    template: CardKey, fingerprint: str, text: str, ring: vault.Keyring
+) -> tuple[str, bytes, bytes, str]:
+    sealed = vault.seal(
+        text,
+        merchant_id=template.merchant_id,
+        product_id=template.product_id,
+        fingerprint=fingerprint,
+        ring=ring,
+    )
+    return (sealed.key_id, sealed.nonce, sealed.ciphertext, fingerprint)
 
-    On PostgreSQL the rows go through COPY into a temporary table and on into the stock table
-    in one ``INSERT … SELECT``, with no model instance per key: building 100,000 instances and
-    the ORM's multi-row INSERT (twelve bound parameters a key) made an import ~4× slower
-    (``python -m bench.profile``, docs/performance.md)."""
-    if not rows:
-        return
+
+def _insert_keys(template: CardKey, candidates: dict[str, str], ring: vault.Keyring) -> int:
+    """Seal and store the keys of ``candidates`` (fingerprint → plaintext, in input order) that
+    the merchant does not hold yet; ``template`` holds the columns all keys share. Returns how
+    many were stored.
+
+    On PostgreSQL the keys are sealed and streamed by one ``COPY`` straight into the stock table,
+    which PostgreSQL writes and indexes while this process seals the next keys: no model instance
+    per key and no staging table (the ORM's ``bulk_create`` was ~4× slower, a staged ``INSERT …
+    SELECT … ON CONFLICT`` ~2×; issue 7, docs/performance.md). An advisory lock makes this the
+    merchant's only import until commit (every key enters the stock table here), so the
+    (merchant, fingerprint) constraint can only be hit by keys the merchant already held before:
+    then the COPY is rolled back to its savepoint, one look-up of the batch's fingerprints says
+    which keys are new, and only those are copied, from the rows already sealed."""
+    if not candidates:
+        return 0
     if connection.vendor != "postgresql":
         keys = [
             CardKey(
                 merchant_id=template.merchant_id,
                 product_id=template.product_id,
                 batch=template.batch,
-                **dict(zip(_SEALED_FIELDS, row, strict=True)),
+                **dict(zip(_SEALED_FIELDS, _sealed_row(template, fp, text, ring), strict=True)),
             )
-            for row in rows
+            for fp, text in candidates.items()
         ]
         for start in range(0, len(keys), INSERT_BATCH_SIZE):
             CardKey.objects.bulk_create(
                 keys[start : start + INSERT_BATCH_SIZE], ignore_conflicts=True
             )
-        return
+        return CardKey.objects.filter(batch=template.batch).count()
     quote = connection.ops.quote_name
     fields = [f for f in CardKey._meta.concrete_fields if not f.primary_key]
-    by_name = {f.attname: f for f in fields}
-    staged = [by_name[name] for name in _SEALED_FIELDS]
-    values: list[str] = []
-    params: list[Any] = []
-    for field in fields:
-        if field in staged:
-            values.append(quote(field.column))
-        else:
-            # Bound once for the batch (defaults and auto_now_add included, as the ORM would);
-            # cast, because a bare parameter in a SELECT list has no type.
-            values.append(f"CAST(%s AS {field.db_type(connection)})")
-            params.append(field.get_db_prep_save(field.pre_save(template, add=True), connection))
-    # Every name and type below comes from the model, none from input.
-    staging = ", ".join(f"{quote(f.column)} {f.db_type(connection)}" for f in staged)
-    staged_columns = ", ".join(quote(f.column) for f in staged)
-    columns = ", ".join(quote(f.column) for f in fields)
-    insert = (
-        f"INSERT INTO {quote(CardKey._meta.db_table)} ({columns})"  # noqa: S608  # nosec B608
-        f" SELECT {', '.join(values)} FROM cardkey_import ORDER BY line ON CONFLICT DO NOTHING"
+    # Defaults and auto_now_add as the ORM would set them, once for the batch; the sealed
+    # fields' slots are filled per key.
+    shared = [
+        None
+        if f.attname in _SEALED_FIELDS
+        else f.get_db_prep_save(f.pre_save(template, add=True), connection)
+        for f in fields
+    ]
+    slots = [next(i for i, f in enumerate(fields) if f.attname == name) for name in _SEALED_FIELDS]
+    table = quote(CardKey._meta.db_table)  # names from the model, none from input
+    # Binary: PostgreSQL need not parse the hex of two bytea columns and a timestamp a key.
+    copy_sql = (
+        f"COPY {table} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN (FORMAT BINARY)"
     )
+    copy_types = [str(f.db_type(connection)).split("(")[0] for f in fields]
+    sealed_rows: list[tuple[str, bytes, bytes, str]] = []
+
+    def copy_rows(rows: Iterable[tuple[str, bytes, bytes, str]]) -> int:
+        count = 0
+        row = list(shared)
+        with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
+            copy.set_types(copy_types)
+            for sealed in rows:
+                for slot, value in zip(slots, sealed, strict=True):
+                    row[slot] = value
+                copy.write_row(row)
+                count += 1
+        return count
+
+    def seal_all() -> Iterator[tuple[str, bytes, bytes, str]]:
+        for fingerprint, text in candidates.items():
+            sealed = _sealed_row(template, fingerprint, text, ring)
+            sealed_rows.append(sealed)
+            yield sealed
+
     with connection.cursor() as cursor:
-        # Dropped below, not ON COMMIT: a caller's outer transaction may import twice.
-        cursor.execute(f"CREATE TEMPORARY TABLE cardkey_import (line integer, {staging})")
-        with cursor.cursor.copy(f"COPY cardkey_import (line, {staged_columns}) FROM STDIN") as copy:
-            for line, row in enumerate(rows):
-                copy.write_row((line, *row))
-        cursor.execute(insert, params)
-        cursor.execute("DROP TABLE cardkey_import")
+        cursor.execute(
+            "SELECT pg_advisory_xact_lock(%s, %s)",
+            [_IMPORT_LOCK_NAMESPACE, template.merchant_id & 0x7FFFFFFF],
+        )
+    try:
+        with transaction.atomic():
+            return copy_rows(seal_all())
+    except psycopg.errors.UniqueViolation:
+        pass  # the file repeats keys the merchant already holds: copy only the new ones
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT fingerprint FROM {table}"  # noqa: S608  # nosec B608
+            " WHERE merchant_id = %s AND fingerprint = ANY(%s::varchar[])",
+            [template.merchant_id, list(candidates)],
+        )
+        held = {fingerprint for (fingerprint,) in cursor.fetchall()}
+    return copy_rows(sealed for sealed in sealed_rows if sealed[3] not in held)
 
 
 def void_keys(*, merchant_id: int, key_ids: Iterable[int]) -> int:

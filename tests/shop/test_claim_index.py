@@ -23,10 +23,12 @@ def _sell_many(product, count: int) -> None:
     add_keys(product, 1, prefix="SEED")
     order = place(product).order
     pay(open_payment(order))
+    batch = product.import_batches.get()
     CardKey.objects.bulk_create(
         CardKey(
             merchant_id=product.merchant_id,
             product=product,
+            batch=batch,
             status=CardKey.Status.SOLD,
             key_id="k1",
             nonce=os.urandom(12),

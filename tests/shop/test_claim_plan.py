@@ -57,12 +57,12 @@ def _age(product) -> None:
     pay(open_payment(order))
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO shop_cardkey (merchant_id, product_id, status, key_id, nonce, ciphertext,"
-            " fingerprint, created_at)"
-            " SELECT %s, %s, 'available', 'k1', decode(md5(g::text), 'hex')::bytea,"
+            "INSERT INTO shop_cardkey (merchant_id, product_id, batch_id, status, key_id, nonce,"
+            " ciphertext, fingerprint, created_at)"
+            " SELECT %s, %s, %s, 'available', 'k1', decode(md5(g::text), 'hex')::bytea,"
             " decode(md5(g::text) || md5(g::text), 'hex'), 'aged-' || g, now()"
             " FROM generate_series(1, %s) g",
-            [product.merchant_id, product.pk, SOLD],
+            [product.merchant_id, product.pk, product.import_batches.get().pk, SOLD],
         )
         cursor.execute("ANALYZE shop_cardkey")
         cursor.execute(

@@ -1,7 +1,8 @@
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import IntegrityError, connection, transaction
 
-from shop import services
+from shop import services, vault
 from shop.exceptions import ImportRejected
 from shop.models import CardKey, ImportBatch, Product
 from tests.factories import ProductFactory, add_keys
@@ -140,3 +141,51 @@ def test_void_only_touches_free_keys_of_that_merchant(product):
     assert voided == 2
     assert CardKey.objects.get(order=placed.order).status == CardKey.Status.RESERVED
     assert CardKey.objects.get(product=stranger).status == CardKey.Status.AVAILABLE
+
+
+def _plaintexts(keys) -> list[str]:
+    return [
+        vault.unseal(
+            key_id=key.key_id,
+            nonce=key.nonce,
+            ciphertext=key.ciphertext,
+            merchant_id=key.merchant_id,
+            product_id=key.product_id,
+            fingerprint=key.fingerprint,
+            row_label="test",
+        )
+        for key in keys
+    ]
+
+
+def test_reimport_with_held_keys_stores_only_the_new_ones_in_input_order(product):
+    """The COPY meets the (merchant, fingerprint) constraint, rolls back to its savepoint and
+    copies again only the keys the merchant does not hold, from the rows it already sealed."""
+    _import(product, "B-2\nD-4\n")
+
+    result = _import(product, "A-1\nB-2\nC-3\nD-4\nE-5\nA-1\n")
+
+    assert (result.imported, result.duplicates) == (3, 3)
+    batch = ImportBatch.objects.get(pk=result.batch.pk)
+    assert (batch.imported_count, batch.duplicate_count) == (3, 3)
+    keys = CardKey.objects.filter(batch=batch).order_by("id")
+    assert _plaintexts(keys) == ["A-1", "C-3", "E-5"]
+    assert CardKey.objects.filter(product=product).count() == 5
+
+
+def test_a_key_whose_merchant_is_not_its_products_is_refused_by_the_database(product):
+    """One composite foreign key (batch, product, merchant) stands for the three references."""
+    result = _import(product, "MINE-1\n")
+    key = CardKey.objects.get(batch=result.batch)
+    stranger = ProductFactory()
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    for change in (
+        {"merchant_id": stranger.merchant_id},
+        {"product_id": stranger.pk},
+        {"batch_id": _import(stranger, "THEIRS-1\n").batch.pk},
+    ):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            CardKey.objects.filter(pk=key.pk).update(**change)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ImportBatch.objects.filter(pk=result.batch.pk).update(merchant_id=stranger.merchant_id)
