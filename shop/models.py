@@ -285,12 +285,14 @@ class CardKey(models.Model):
         BURNED = "burned", _("Burned")
         VOID = "void", _("Void")
 
-    # Integrity in PostgreSQL is one composite foreign key, (batch, product, merchant) →
-    # ImportBatch (id, product, merchant), and the batch's own (product, merchant) → Product (id,
-    # merchant) (shop migration 0005): a key's merchant is its product's and its batch's, and
-    # an import's commit checks one reference a key, not three (~1.2 s less per 100,000 keys,
-    # docs/performance.md). The three fields below therefore carry no constraint of their own;
-    # on_delete still protects them in the ORM. (SQLite, the demo, has only the ORM's checks.)
+    # Integrity in PostgreSQL: (batch, product, merchant) must be an import batch's (id, product,
+    # merchant), whose own (product, merchant) is a product's (id, merchant); so a key's
+    # merchant is its product's and its batch's. For the key that rule is enforced by triggers
+    # that check each INSERT statement's rows at once and lock their batches as a foreign key
+    # would (shop migrations 0005, 0006): a per-row foreign key cost an import of 100,000 keys
+    # 0.5-2 s of look-ups at commit (docs/performance.md). The three fields below therefore
+    # carry no constraint of their own; on_delete still protects them in the ORM. (SQLite, the
+    # demo, has only the ORM's checks.)
     # Every index here is maintained on each imported row and each claim or sale (a status
     # change is never a HOT update), so none is kept that another covers: merchant look-ups use
     # the (merchant, fingerprint) constraint's index, batch look-ups cardkey_batch_status, order

@@ -72,29 +72,8 @@ def import_keys(
     """
     if product.delivery_mode == Product.DeliveryMode.MANUAL:
         raise ImportRejected(_("manual-delivery products hold no stock"))
-    ring = vault.keyring()
     merchant_id = product.merchant_id
-    max_length = settings.CARD_KEY_MAX_LENGTH
-    # (fingerprint, plaintext) of each key's first line, in input order; sealed only when it is
-    # known to be new (below), so a duplicate costs a fingerprint and no encryption.
-    candidates: dict[str, str] = {}
-    rejected_lines: list[int] = []
-    in_file_duplicates = 0
-    line_count = 0
-    for line_number, raw in enumerate(lines, start=1):
-        line_count = line_number
-        text = raw.strip()
-        if not text:
-            continue
-        if len(text) > max_length:
-            rejected_lines.append(line_number)
-            continue
-        fingerprint = vault.fingerprint(text, merchant_id=merchant_id, ring=ring)
-        if fingerprint in candidates:
-            in_file_duplicates += 1
-            continue
-        candidates[fingerprint] = text
-
+    keys = _KeyLines(lines, merchant_id=merchant_id)
     with transaction.atomic(durable=True):
         batch = ImportBatch.objects.create(
             merchant_id=merchant_id,
@@ -102,23 +81,30 @@ def import_keys(
             created_by=created_by,
             source=source,
             file_name=file_name[:255],
-            line_count=line_count,
         )
         imported = _insert_keys(
-            CardKey(merchant_id=merchant_id, product_id=product.pk, batch=batch), candidates, ring
+            CardKey(merchant_id=merchant_id, product_id=product.pk, batch=batch), keys
         )
+        batch.line_count = keys.line_count
         batch.imported_count = imported
-        batch.duplicate_count = in_file_duplicates + (len(candidates) - imported)
-        batch.rejected_count = len(rejected_lines)
-        batch.rejected_lines = rejected_lines[:MAX_REJECTED_LINES_KEPT]
+        batch.duplicate_count = keys.in_file_duplicates + (keys.unique_count - imported)
+        batch.rejected_count = len(keys.rejected_lines)
+        batch.rejected_lines = keys.rejected_lines[:MAX_REJECTED_LINES_KEPT]
         batch.save(
-            update_fields=["imported_count", "duplicate_count", "rejected_count", "rejected_lines"]
+            update_fields=[
+                "line_count",
+                "imported_count",
+                "duplicate_count",
+                "rejected_count",
+                "rejected_lines",
+            ]
         )
         storefront_cache.catalogue_changed(merchant_id=merchant_id)
         if imported and product.low_stock_threshold is not None:
             from webhooks import services as webhook_services  # low stock: once per crossing
 
             webhook_services.rearm_low_stock(product_id=product.pk)
+    rejected_lines = keys.rejected_lines
     return ImportResult(
         batch=batch,
         imported=imported,
@@ -134,47 +120,79 @@ _SEALED_FIELDS = ("key_id", "nonce", "ciphertext", "fingerprint")
 _IMPORT_LOCK_NAMESPACE = 0x4B455953  # "KEYS"
 
 
-def _sealed_row(
-    template: CardKey, fingerprint: str, text: str, ring: vault.Keyring
-) -> tuple[str, bytes, bytes, str]:
-    sealed = vault.seal(
-        text,
-        merchant_id=template.merchant_id,
-        product_id=template.product_id,
-        fingerprint=fingerprint,
-        ring=ring,
-    )
-    return (sealed.key_id, sealed.nonce, sealed.ciphertext, fingerprint)
+class _KeyLines:
+    """An import's lines, read once: iterating yields ``(fingerprint, sealed row)`` for the first
+    line of each key, in input order, and counts what it skips. Blank lines are skipped,
+    whitespace trimmed, lines over ``CARD_KEY_MAX_LENGTH`` rejected, repeats counted. It runs
+    inside the import's ``COPY`` (``_insert_keys``), so the fingerprinting and sealing of one
+    key overlaps PostgreSQL's writing of the previous ones."""
+
+    def __init__(self, lines: Iterable[str], *, merchant_id: int) -> None:
+        self.lines = lines
+        self.merchant_id = merchant_id
+        self.ring = vault.keyring()
+        self.line_count = 0
+        self.unique_count = 0
+        self.in_file_duplicates = 0
+        self.rejected_lines: list[int] = []
+
+    def sealed(self, product_id: int) -> Iterator[tuple[str, str, bytes, bytes, str]]:
+        """``(fingerprint, key_id, nonce, ciphertext, fingerprint)``: the fingerprint first for
+        the de-duplication, then the ``_SEALED_FIELDS``."""
+        max_length = settings.CARD_KEY_MAX_LENGTH
+        merchant_id, ring = self.merchant_id, self.ring
+        seen: set[str] = set()
+        for line_number, raw in enumerate(self.lines, start=1):
+            self.line_count = line_number
+            text = raw.strip()
+            if not text:
+                continue
+            if len(text) > max_length:
+                self.rejected_lines.append(line_number)
+                continue
+            fingerprint = vault.fingerprint(text, merchant_id=merchant_id, ring=ring)
+            if fingerprint in seen:
+                self.in_file_duplicates += 1
+                continue
+            seen.add(fingerprint)
+            self.unique_count += 1
+            sealed = vault.seal(
+                text,
+                merchant_id=merchant_id,
+                product_id=product_id,
+                fingerprint=fingerprint,
+                ring=ring,
+            )
+            yield (fingerprint, sealed.key_id, sealed.nonce, sealed.ciphertext, fingerprint)
 
 
-def _insert_keys(template: CardKey, candidates: dict[str, str], ring: vault.Keyring) -> int:
-    """Seal and store the keys of ``candidates`` (fingerprint → plaintext, in input order) that
-    the merchant does not hold yet; ``template`` holds the columns all keys share. Returns how
-    many were stored.
+def _insert_keys(template: CardKey, keys: _KeyLines) -> int:
+    """Seal and store the keys of ``keys`` that the merchant does not hold yet; ``template``
+    holds the columns all keys share. Returns how many were stored.
 
-    On PostgreSQL the keys are sealed and streamed by one ``COPY`` straight into the stock table,
-    which PostgreSQL writes and indexes while this process seals the next keys: no model instance
-    per key and no staging table (the ORM's ``bulk_create`` was ~4× slower, a staged ``INSERT …
-    SELECT … ON CONFLICT`` ~2×; issue 7, docs/performance.md). An advisory lock makes this the
-    merchant's only import until commit (every key enters the stock table here), so the
-    (merchant, fingerprint) constraint can only be hit by keys the merchant already held before:
-    then the COPY is rolled back to its savepoint, one look-up of the batch's fingerprints says
-    which keys are new, and only those are copied, from the rows already sealed."""
-    if not candidates:
-        return 0
+    On PostgreSQL the keys are sealed and streamed by one binary ``COPY`` straight into the
+    stock table, which PostgreSQL writes and indexes while this process reads and seals the next
+    lines: no model instance per key and no staging table (the ORM's ``bulk_create`` was ~4×
+    slower, a staged ``INSERT … SELECT … ON CONFLICT`` ~2×; issue 7, docs/performance.md). An
+    advisory lock makes this the merchant's only import until commit (every key enters the
+    stock table here), so the (merchant, fingerprint) constraint can only be hit by keys the
+    merchant already held before: then the COPY is rolled back to its savepoint, one look-up of
+    the batch's fingerprints says which keys are new, and only those are copied, from the rows
+    already sealed."""
+    product_id = template.product_id
     if connection.vendor != "postgresql":
-        keys = [
+        rows = [
             CardKey(
                 merchant_id=template.merchant_id,
-                product_id=template.product_id,
+                product_id=product_id,
                 batch=template.batch,
-                **dict(zip(_SEALED_FIELDS, _sealed_row(template, fp, text, ring), strict=True)),
+                **dict(zip(_SEALED_FIELDS, sealed[1:], strict=True)),
             )
-            for fp, text in candidates.items()
+            for sealed in keys.sealed(product_id)
         ]
-        for start in range(0, len(keys), INSERT_BATCH_SIZE):
+        for start in range(0, len(rows), INSERT_BATCH_SIZE):
             CardKey.objects.bulk_create(
-                keys[start : start + INSERT_BATCH_SIZE], ignore_conflicts=True
+                rows[start : start + INSERT_BATCH_SIZE], ignore_conflicts=True
             )
         return CardKey.objects.filter(batch=template.batch).count()
     quote = connection.ops.quote_name
@@ -194,23 +212,22 @@ def _insert_keys(template: CardKey, candidates: dict[str, str], ring: vault.Keyr
         f"COPY {table} ({', '.join(quote(f.column) for f in fields)}) FROM STDIN (FORMAT BINARY)"
     )
     copy_types = [str(f.db_type(connection)).split("(")[0] for f in fields]
-    sealed_rows: list[tuple[str, bytes, bytes, str]] = []
+    sealed_rows: list[tuple[str, str, bytes, bytes, str]] = []
 
-    def copy_rows(rows: Iterable[tuple[str, bytes, bytes, str]]) -> int:
+    def copy_rows(rows: Iterable[tuple[str, str, bytes, bytes, str]]) -> int:
         count = 0
         row = list(shared)
         with connection.cursor() as cursor, cursor.cursor.copy(copy_sql) as copy:
             copy.set_types(copy_types)
             for sealed in rows:
-                for slot, value in zip(slots, sealed, strict=True):
+                for slot, value in zip(slots, sealed[1:], strict=True):
                     row[slot] = value
                 copy.write_row(row)
                 count += 1
         return count
 
-    def seal_all() -> Iterator[tuple[str, bytes, bytes, str]]:
-        for fingerprint, text in candidates.items():
-            sealed = _sealed_row(template, fingerprint, text, ring)
+    def kept(rows: Iterable[tuple[str, str, bytes, bytes, str]]) -> Iterator[Any]:
+        for sealed in rows:
             sealed_rows.append(sealed)
             yield sealed
 
@@ -219,19 +236,22 @@ def _insert_keys(template: CardKey, candidates: dict[str, str], ring: vault.Keyr
             "SELECT pg_advisory_xact_lock(%s, %s)",
             [_IMPORT_LOCK_NAMESPACE, template.merchant_id & 0x7FFFFFFF],
         )
+    stream = kept(keys.sealed(product_id))
     try:
         with transaction.atomic():
-            return copy_rows(seal_all())
+            return copy_rows(stream)
     except psycopg.errors.UniqueViolation:
         pass  # the file repeats keys the merchant already holds: copy only the new ones
+    for _rest in stream:  # seal (and keep) the lines the failed COPY did not reach, if any
+        pass
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT fingerprint FROM {table}"  # noqa: S608  # nosec B608
             " WHERE merchant_id = %s AND fingerprint = ANY(%s::varchar[])",
-            [template.merchant_id, list(candidates)],
+            [template.merchant_id, [sealed[0] for sealed in sealed_rows]],
         )
         held = {fingerprint for (fingerprint,) in cursor.fetchall()}
-    return copy_rows(sealed for sealed in sealed_rows if sealed[3] not in held)
+    return copy_rows(sealed for sealed in sealed_rows if sealed[0] not in held)
 
 
 def void_keys(*, merchant_id: int, key_ids: Iterable[int]) -> int:

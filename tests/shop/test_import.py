@@ -189,3 +189,18 @@ def test_a_key_whose_merchant_is_not_its_products_is_refused_by_the_database(pro
             CardKey.objects.filter(pk=key.pk).update(**change)
     with pytest.raises(IntegrityError), transaction.atomic():
         ImportBatch.objects.filter(pk=result.batch.pk).update(merchant_id=stranger.merchant_id)
+
+
+def test_a_held_key_early_in_a_long_file_keeps_every_later_line(product):
+    """The constraint may stop the COPY long before the end of the file: the lines it did not
+    reach are still read, sealed and stored."""
+    _import(product, "KEY-00003\n")
+    lines = [f"KEY-{i:05d}" for i in range(20_000)]
+
+    result = services.import_keys(product=product, lines=lines, source=ImportBatch.Source.COMMAND)
+
+    assert (result.imported, result.duplicates) == (19_999, 1)
+    assert result.batch.line_count == 20_000
+    keys = CardKey.objects.filter(batch=result.batch).order_by("id")
+    assert keys.count() == 19_999
+    assert _plaintexts([keys.first(), keys.last()]) == ["KEY-00000", "KEY-19999"]
