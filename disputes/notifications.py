@@ -20,7 +20,7 @@ from webhooks import notifications as merchant_notices
 
 def dispute_page_url(dispute: Dispute) -> str:
     order = dispute.order
-    token = tokens.derive_token(number=order.number, nonce=order.token_nonce)
+    token = tokens.page_token(order)
     return settings.SITE_URL + reverse("disputes:detail", args=[token, dispute.pk])
 
 

@@ -53,7 +53,7 @@ def find_order_for_lookup(*, number: str, email: str, query_password: str) -> Or
 
 
 def order_page_path(order: Order) -> str:
-    token = tokens.derive_token(number=order.number, nonce=order.token_nonce)
+    token = tokens.page_token(order)
     return reverse("orders:detail", args=[token])
 
 

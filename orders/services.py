@@ -410,7 +410,7 @@ def start_payment(
             Order.objects.filter(pk=order.pk).update(gateway=gateway.name)
             order.gateway = gateway.name
     base_url = base_url.rstrip("/")
-    token = tokens.derive_token(number=order.number, nonce=order.token_nonce)
+    token = tokens.page_token(order)
     action = gateway.create_payment(
         payment=payment,
         return_url=base_url + reverse("orders:detail", args=[token]),

@@ -3,13 +3,29 @@
 Numbers are random (sequential ones leak a shop's volume). The page token is 256 bits derived by
 HMAC from SECRET_KEY and a per-order nonce, so the receipt task can rebuild the link from the order
 id; the database stores only its SHA-256, so a dump alone opens no order page.
+
+A link already sent keeps working whatever happens to SECRET_KEY (the page is found by the stored
+hash). A link built again later (a receipt, a dispute e-mail, a payment's return address) comes
+from ``page_token``: under SECRET_KEY, or under the one of SECRET_KEY_FALLBACKS the order was
+made with; if that key is gone too, the order gets a new token (its old links stop working, as
+they would have to).
 """
 
-import hashlib
-import secrets
+from __future__ import annotations
 
+import hashlib
+import logging
+import secrets
+from typing import TYPE_CHECKING
+
+from django.conf import settings
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+
+if TYPE_CHECKING:
+    from orders.models import Order
+
+logger = logging.getLogger(__name__)
 
 
 def new_order_number() -> str:
@@ -21,10 +37,38 @@ def new_token_nonce() -> str:
     return secrets.token_hex(16)
 
 
-def derive_token(*, number: str, nonce: str) -> str:
+def derive_token(*, number: str, nonce: str, secret: str | None = None) -> str:
+    """The token for a new order (under SECRET_KEY, or ``secret``); to rebuild an existing
+    order's link use ``page_token``."""
     return salted_hmac(
-        "cardvault.orders.page-token", f"{number}:{nonce}", algorithm="sha256"
+        "cardvault.orders.page-token", f"{number}:{nonce}", secret=secret, algorithm="sha256"
     ).hexdigest()
+
+
+def page_token(order: Order) -> str:
+    """The token of ``order``'s existing link, rebuilt under SECRET_KEY or the fallback key it was
+    made with; a new token (written to the order) if none of them made it."""
+    for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
+        token = derive_token(number=order.number, nonce=order.token_nonce, secret=secret)
+        if hash_token(token) == order.token_hash:
+            return token
+    from orders.models import Order
+
+    nonce = new_token_nonce()
+    token = derive_token(number=order.number, nonce=nonce)
+    # Conditional on the hash read, so two processes re-keying at once agree on one token.
+    if Order.objects.filter(pk=order.pk, token_hash=order.token_hash).update(
+        token_nonce=nonce, token_hash=hash_token(token)
+    ):
+        logger.warning(
+            "order link re-keyed: the key it was made with is neither SECRET_KEY nor in"
+            " SECRET_KEY_FALLBACKS",
+            extra={"order_id": order.pk},
+        )
+        order.token_nonce, order.token_hash = nonce, hash_token(token)
+        return token
+    order.refresh_from_db(fields=["token_nonce", "token_hash"])
+    return page_token(order)
 
 
 def hash_token(token: str) -> str:

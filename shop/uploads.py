@@ -6,11 +6,14 @@ serves stored bytes with the Content-Type of that kind, ``nosniff``, and as an a
 it is an image, so an upload can never be served as HTML or script from our origin.
 """
 
+import io
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
+from django.core.files.uploadhandler import FileUploadHandler
 from django.http import HttpResponse
 from django.utils.translation import gettext_lazy as _
 
@@ -59,6 +62,52 @@ def sniff(head: bytes) -> UploadKind | None:
     if lowered.startswith((b"<!doctype", b"<html", b"<script", b"<svg", b"<?xml")):
         return None
     return TEXT
+
+
+def largest_upload_bytes() -> int:
+    """The most any form accepts for one file: the largest of the upload limits."""
+    return max(
+        settings.UPLOAD_MAX_BYTES,
+        settings.KEY_IMPORT_MAX_BYTES,
+        settings.MERCHANT_DOCUMENT_MAX_BYTES,
+        settings.DISPUTE_SCREENSHOT_MAX_BYTES,
+    )
+
+
+class OversizeUpload(UploadedFile):
+    """Stands in for a file larger than any form accepts: its name, type and real size, no
+    content. ``validate_upload`` refuses it as too large, with the form's own message."""
+
+    def __init__(self, *, name: str, content_type: str, size: int, charset: str | None) -> None:
+        super().__init__(io.BytesIO(b""), name, content_type, size, charset)
+
+
+class UploadCapHandler(FileUploadHandler):
+    """The first of ``FILE_UPLOAD_HANDLERS``: Django parses a multipart body (for any POST, as
+    the CSRF check reads the form) and writes each file to memory or a temporary file before a
+    view sees it, so a multi-gigabyte "screenshot" from an anonymous buyer used to fill the disk
+    before its form said it was too large. Past ``largest_upload_bytes()`` the rest of a file
+    is read and dropped, not passed on to the handlers that store it, and the form gets an
+    ``OversizeUpload`` of the real size: at most that many bytes are kept per file."""
+
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
+        super().new_file(*args, **kwargs)
+        self.received = 0
+        self.limit = largest_upload_bytes()
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes | None:
+        self.received += len(raw_data)
+        return raw_data if self.received <= self.limit else None
+
+    def file_complete(self, file_size: int) -> UploadedFile | None:
+        if self.received <= self.limit:
+            return None  # the next handler's stored file
+        return OversizeUpload(
+            name=self.file_name or "",
+            content_type=self.content_type or "",
+            size=self.received,
+            charset=self.charset,
+        )
 
 
 def validate_upload(

@@ -22,6 +22,9 @@ if ENV_FILE.exists():
     env.read_env(str(ENV_FILE))
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
+# Former SECRET_KEYs, comma-separated, while they are rotated out: sessions, signed values and
+# order links made with them keep working (orders.tokens.page_token).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 DEBUG = env.bool("DEBUG", default=False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -324,6 +327,14 @@ CONTENT_SECURITY_POLICY = {
 UPLOAD_MAX_BYTES = env.int("UPLOAD_MAX_BYTES", default=5 * 1024 * 1024)
 # Key files imported in the admin (.txt/.csv): 20 MiB holds 100,000 keys of up to ~200 characters.
 KEY_IMPORT_MAX_BYTES = env.int("KEY_IMPORT_MAX_BYTES", default=20 * 1024 * 1024)
+# No more of a file is kept than the largest of the limits above allows (shop.uploads), and no
+# form takes more than a few files.
+FILE_UPLOAD_HANDLERS = [
+    "shop.uploads.UploadCapHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
+DATA_UPLOAD_MAX_NUMBER_FILES = 10
 
 # --- Merchant admission and daily inspection (merchants/) ------------------------------------
 # Applications: largest identity/business document (PNG, JPEG or PDF) and the per-IP rate of

@@ -92,6 +92,23 @@ def test_an_oversize_screenshot_is_rejected(delivered, settings):
     assert stored_files(settings) == []
 
 
+def test_a_screenshot_over_every_upload_limit_is_refused_with_the_same_message(delivered, settings):
+    """Past the largest upload limit the file is dropped while it arrives
+    (``shop.uploads.UploadCapHandler``, tests/shop/test_upload_cap.py); an anonymous buyer still
+    gets the form's message, and nothing is stored."""
+    for name in ("UPLOAD_MAX_BYTES", "KEY_IMPORT_MAX_BYTES", "MERCHANT_DOCUMENT_MAX_BYTES"):
+        setattr(settings, name, 1024)
+    settings.DISPUTE_SCREENSHOT_MAX_BYTES = 1024
+    big = png_bytes(width=400, height=400) + b"\x00" * 100_000
+
+    response = open_with(delivered, upload(big))
+
+    assert response.status_code == 400
+    assert "too large" in response.content.decode()
+    assert not Dispute.objects.exists()
+    assert stored_files(settings) == []
+
+
 def test_the_default_limit_is_two_megabytes(settings):
     assert settings.DISPUTE_SCREENSHOT_MAX_BYTES == 2 * 1024 * 1024
 
