@@ -238,6 +238,20 @@ class MerchantProductAdmin(KeepCountersMixin, MerchantScopedAdmin):
     def review_reason(self, obj: Product) -> str:
         return merchant_selectors.product_review_reason(obj) or "-"
 
+    def get_list_display(self, request: HttpRequest) -> Any:
+        # The list's review reasons share one read of the prohibited terms per page, not one
+        # per held product; a closure, as the admin instance is shared between requests.
+        terms = shop_selectors.active_prohibited_terms()
+
+        @admin.display(description=gettext_lazy("review reason"))
+        def review_reason(obj: Product) -> str:
+            return merchant_selectors.product_review_reason(obj, terms=terms) or "-"
+
+        return tuple(
+            review_reason if name == "review_reason" else name
+            for name in super().get_list_display(request)
+        )
+
     def save_model(self, request: HttpRequest, obj: Product, form: Any, change: bool) -> None:
         # Prohibited-term screening: a hit holds the product for staff review, unlisted.
         was_held = change and obj.review_status == Product.ReviewStatus.HELD

@@ -35,10 +35,11 @@ def merchant_for_user(user: User | AnonymousUser) -> Merchant | None:
     return Merchant.objects.filter(memberships__user=user).first()
 
 
-def product_review_reason(product: Product) -> str:
+def product_review_reason(product: Product, *, terms: list[str] | None = None) -> str:
     """Why a product is off the storefront, as its merchant is told (merchant centre and the
     held/rejected notice): staff's reason for a rejection; for a held product the prohibited
-    term screening matched, or that an edit awaits staff review. Empty for a published one."""
+    term screening matched, or that an edit awaits staff review. Empty for a published one.
+    ``terms`` (``shop.selectors.active_prohibited_terms``) saves a query a product in lists."""
     from shop import selectors as shop_selectors
     from shop.models import Product
 
@@ -49,7 +50,7 @@ def product_review_reason(product: Product) -> str:
     # Checked against the text as it is now: after an edit of a rejected product the term
     # screening once matched (kept for the reviewer) may be gone.
     term = shop_selectors.find_prohibited_term(
-        product.title, product.description, product.how_to_use
+        product.title, product.description, product.how_to_use, terms=terms
     )
     if term is not None:
         return _(

@@ -23,10 +23,16 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
-def find_prohibited_term(*texts: str) -> str | None:
-    """The first active prohibited term (alphabetically) contained in any of ``texts``."""
+def active_prohibited_terms() -> list[str]:
+    """The active prohibited terms, alphabetically (one query): for checking many products."""
+    return list(ProhibitedTerm.objects.filter(is_active=True).values_list("term", flat=True))
+
+
+def find_prohibited_term(*texts: str, terms: list[str] | None = None) -> str | None:
+    """The first active prohibited term (alphabetically) contained in any of ``texts``;
+    ``terms`` from ``active_prohibited_terms`` saves the query when checking many."""
     haystack = "\n".join(_normalise(text) for text in texts)
-    for term in ProhibitedTerm.objects.filter(is_active=True).values_list("term", flat=True):
+    for term in active_prohibited_terms() if terms is None else terms:
         needle = _normalise(term).strip()
         if needle and needle in haystack:
             return term

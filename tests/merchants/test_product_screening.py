@@ -318,3 +318,21 @@ def test_a_product_notice_task_delivered_twice_sends_once(
         callback()
 
     assert len(mailoutbox) == 1
+
+
+def test_the_product_list_reads_the_terms_once_for_all_held_products(
+    terms, merchant, merchant_client, django_assert_max_num_queries
+):
+    held = Product.ReviewStatus.HELD
+    for i in range(3):
+        ProductFactory(merchant=merchant, slug=f"p{i}", title=f"casino {i}", review_status=held)
+    merchant_client.get("/merchant/shop/product/")  # warm: sessions, permissions
+    with django_assert_max_num_queries(20) as captured:
+        response = merchant_client.get("/merchant/shop/product/")
+    # One more held product costs no more queries.
+    ProductFactory(merchant=merchant, slug="p9", title="casino 9", review_status=held)
+    with django_assert_max_num_queries(len(captured)):
+        again = merchant_client.get("/merchant/shop/product/")
+
+    assert response.status_code == again.status_code == 200
+    assert again.content.decode().count("prohibited term “casino”") == 4
