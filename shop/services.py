@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -242,8 +243,8 @@ def _insert_keys(template: CardKey, keys: _KeyLines) -> int:
             return copy_rows(stream)
     except psycopg.errors.UniqueViolation:
         pass  # the file repeats keys the merchant already holds: copy only the new ones
-    for _rest in stream:  # seal (and keep) the lines the failed COPY did not reach, if any
-        pass
+    # Seal (and keep) the lines the failed COPY did not reach, if any.
+    deque(stream, maxlen=0)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT fingerprint FROM {table}"  # noqa: S608  # nosec B608
