@@ -7,8 +7,8 @@ id; the database stores only its SHA-256, so a dump alone opens no order page.
 A link already sent keeps working whatever happens to SECRET_KEY (the page is found by the stored
 hash). A link built again later (a receipt, a dispute e-mail, a payment's return address) comes
 from ``page_token``: under SECRET_KEY, or under the one of SECRET_KEY_FALLBACKS the order was
-made with; if that key is gone too, the order gets a new token (its old links stop working, as
-they would have to).
+made with. Keep a retired key in SECRET_KEY_FALLBACKS for as long as such links are built for
+orders made under it; without it the rebuilt link does not open (an error is logged).
 """
 
 from __future__ import annotations
@@ -47,28 +47,19 @@ def derive_token(*, number: str, nonce: str, secret: str | None = None) -> str:
 
 def page_token(order: Order) -> str:
     """The token of ``order``'s existing link, rebuilt under SECRET_KEY or the fallback key it was
-    made with; a new token (written to the order) if none of them made it."""
+    made with. Never re-keys the order (that would break links already given out, e.g. by a
+    process with newer keys during a rolling rotation): if no key makes it, an error is logged
+    and the link built under SECRET_KEY will not open (the buyer can still use the look-up)."""
     for secret in (settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS):
         token = derive_token(number=order.number, nonce=order.token_nonce, secret=secret)
         if hash_token(token) == order.token_hash:
             return token
-    from orders.models import Order
-
-    nonce = new_token_nonce()
-    token = derive_token(number=order.number, nonce=nonce)
-    # Conditional on the hash read, so two processes re-keying at once agree on one token.
-    if Order.objects.filter(pk=order.pk, token_hash=order.token_hash).update(
-        token_nonce=nonce, token_hash=hash_token(token)
-    ):
-        logger.warning(
-            "order link re-keyed: the key it was made with is neither SECRET_KEY nor in"
-            " SECRET_KEY_FALLBACKS",
-            extra={"order_id": order.pk},
-        )
-        order.token_nonce, order.token_hash = nonce, hash_token(token)
-        return token
-    order.refresh_from_db(fields=["token_nonce", "token_hash"])
-    return page_token(order)
+    logger.error(
+        "cannot rebuild an order link: the key it was made with is neither SECRET_KEY nor in"
+        " SECRET_KEY_FALLBACKS",
+        extra={"order_id": order.pk},
+    )
+    return derive_token(number=order.number, nonce=order.token_nonce)
 
 
 def hash_token(token: str) -> str:
