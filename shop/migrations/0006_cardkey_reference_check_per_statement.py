@@ -15,7 +15,8 @@ key of migration 0005 is replaced by triggers that enforce the same rule:
   its lock, and then sees that import's keys; an import waits for a batch delete in progress,
   and then finds the batch gone.
 The batch's own (product, merchant) → product (id, merchant) stays a foreign key (one row per
-import).
+import). Unlike a foreign key's, these checks see their statement's snapshot: they hold under READ
+COMMITTED, Cardvault's isolation level; TRUNCATE of the batch table alone is not refused.
 """
 
 from django.db import migrations
