@@ -46,6 +46,7 @@ EXPOSE 8000
 # Two workers with four threads each: the sandbox pay page calls back into this same server, so
 # a single request slot would wait on itself. Override `command` to size it for your machine.
 CMD ["gunicorn", "config.wsgi:application", \
+     "--config", "python:config.gunicorn", \
      "--bind", "0.0.0.0:8000", \
      "--workers", "2", \
      "--threads", "4", \

@@ -121,12 +121,16 @@ class Gunicorn:
     """``gunicorn config.wsgi`` on a free port of 127.0.0.1, in its own process group, stopped by
     its process id (SIGTERM, then SIGKILL after a grace period)."""
 
-    def __init__(self, *, env: dict[str, str], workers: int, threads: int, log: Path) -> None:
+    def __init__(
+        self, *, env: dict[str, str], workers: int, threads: int, log: Path, nice: int = 0
+    ) -> None:
         self.port = free_port()
         self.env = env
         self.workers = workers
         self.threads = threads
         self.log = log
+        self.nice = nice
+        self.niced = ""  # how the CPU priority was applied, for the report
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,6 +141,8 @@ class Gunicorn:
         command = [
             str(Path(sys.executable).with_name("gunicorn")),
             "config.wsgi:application",
+            "--config",
+            "python:config.gunicorn",
             "--bind",
             f"{HOST}:{self.port}",
             "--workers",
@@ -153,6 +159,8 @@ class Gunicorn:
             "warning",
         ]
         self.process = subprocess.Popen(command, env=self.env, start_new_session=True)
+        if self.nice:
+            self._set_priority(self.process.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -164,6 +172,26 @@ class Gunicorn:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s: {self.tail()}")
+
+    def _set_priority(self, pid: int) -> None:
+        """Give this server's processes another CPU weight, as ``cpu_shares`` gives a container
+        in production (docker-compose.yml). With the kernel's autogroup scheduling (Linux
+        desktops and many servers) a process's nice value only counts within its session, and
+        the server runs in a session of its own, so the session's group weight is set too.
+        Best effort: raising a priority (a negative value) needs CAP_SYS_NICE, and the report
+        says what was applied."""
+        applied = []
+        try:
+            os.setpriority(os.PRIO_PGRP, pid, self.nice)
+            applied.append(f"nice {self.nice}")
+        except OSError:
+            pass
+        try:
+            Path(f"/proc/{pid}/autogroup").write_text(str(self.nice))
+            applied.append(f"autogroup nice {self.nice}")
+        except OSError:
+            pass
+        self.niced = ", ".join(applied) or f"nice {self.nice} not applied"
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
