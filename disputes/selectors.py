@@ -93,6 +93,17 @@ def replacement_index(*, dispute: Dispute) -> int | None:
     ).count()
 
 
+def decision_refund(*, dispute: Dispute) -> Refund | None:
+    """The refund a dispute was decided with, as it stands now (it may still be pending at the
+    gateway, or have failed there after the dispute was marked resolved)."""
+    decision = (
+        DisputeDecision.objects.filter(dispute=dispute, refund__isnull=False)
+        .select_related("refund")
+        .first()
+    )
+    return decision.refund if decision is not None else None
+
+
 # --- the merchant ------------------------------------------------------------------------------
 def disputes_for_merchant(*, merchant: Merchant) -> QuerySet[Dispute]:
     return Dispute.objects.filter(order__merchant=merchant)

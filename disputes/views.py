@@ -115,6 +115,7 @@ def _render_detail(
             if dispute.resolution == Dispute.Resolution.REPLACED
             else None,
             "form": None if dispute.is_resolved else form,
+            "refund": selectors.decision_refund(dispute=dispute) if dispute.is_resolved else None,
         },
         status=status,
     )

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -358,8 +359,21 @@ class RefundAdmin(ReadOnlyAdmin):
         "failure",
         "paid_out_reference",
         "created_at",
+        "payout_link",
     )
     list_filter = ("status", "source")
+
+    @admin.display(description=gettext_lazy("payout"))
+    def payout_link(self, refund: Refund) -> str:
+        """Staff pay by hand what the gateway cannot: manual refunds, and failed ones."""
+        owed = refund.status == Refund.Status.FAILED or (
+            refund.status == Refund.Status.MANUAL and not refund.paid_out_reference
+        )
+        if not owed:
+            return ""
+        url = reverse(f"{self.admin_site.name}:orders_refund_payout", args=[refund.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Record the payout"))
+
     search_fields = ("=request_id", "order__number", "=gateway_refund_id")
     list_select_related = ("order",)
 
@@ -374,8 +388,14 @@ class RefundAdmin(ReadOnlyAdmin):
         refund = get_object_or_404(Refund, pk=refund_id)
         form = PayoutForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
+            # A failed refund paid by hand becomes a manual refund that is paid out already.
+            record = (
+                services.pay_failed_refund_by_hand
+                if refund.status == Refund.Status.FAILED
+                else services.record_manual_payout
+            )
             try:
-                services.record_manual_payout(
+                record(
                     refund_id=refund.pk,
                     reference=form.cleaned_data["reference"],
                     actor=request.user,  # type: ignore[arg-type]

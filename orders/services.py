@@ -1249,6 +1249,17 @@ def _record_refund_result(*, refund_id: int, asked_about: str, result: RefundRes
         order = lock_objects.lock_order(order_id=Refund.objects.get(pk=refund_id).order_id)
         locked = Refund.objects.select_for_update().get(pk=refund_id)
         if locked.status not in (Refund.Status.PENDING, Refund.Status.FAILED):
+            if result.succeeded and locked.status == Refund.Status.MANUAL:
+                # A retry of the failed refund was in flight while staff paid it by hand: the
+                # buyer got the money twice. Nothing is booked twice; a person recovers it.
+                logger.error(
+                    "gateway refunded a refund paid by hand", extra={"refund_id": refund_id}
+                )
+                flag_order(
+                    order_id=order.pk,
+                    reason=f"refund {locked.request_id} paid twice (by hand and by the gateway"
+                    f" {result.refund_id}): recover one",
+                )
             return
         if locked.gateway_refund_id != asked_about:
             return
@@ -1330,14 +1341,50 @@ def _apply_refund(*, order: Order, refund: Refund, actor: User | None) -> None:
 
 
 def record_manual_payout(*, refund_id: int, reference: str, actor: User) -> Refund:
-    """Staff paid a manual refund out by hand; record how."""
+    """Staff paid a manual refund out by hand; record how, once (a second record, a double
+    click or a colleague's, would hide the first payout's reference)."""
     with transaction.atomic(durable=True):
         refund = Refund.objects.select_for_update().get(pk=refund_id)
         if refund.status != Refund.Status.MANUAL:
             raise RefundNotAllowed(f"refund {refund.pk} is {refund.status}")
+        if refund.paid_out_reference:
+            raise RefundNotAllowed(f"refund {refund.pk} was paid out already")
         refund.paid_out_reference = reference[:128]
         refund.completed_at = timezone.now()
         refund.save(update_fields=["paid_out_reference", "completed_at"])
+    return refund
+
+
+def pay_failed_refund_by_hand(*, refund_id: int, reference: str, actor: User) -> Refund:
+    """Staff paid a refund the gateway failed some other way (a bank transfer, a payout in the
+    gateway's own console). The same refund row becomes a manual refund, already paid out, and
+    is booked now as a manual refund is (ledger, order state, the buyer's notice), so a dispute
+    decided with it shows the money as returned. One transaction with the order and the payment
+    locked: a failed refund's amount is refundable again, so another refund may have taken it
+    since. Raises ``RefundNotAllowed``, ``InvalidOrderInput`` (no reference)."""
+    reference = reference.strip()
+    if not reference:
+        raise InvalidOrderInput(
+            "a payout needs a reference",
+            errors={"reference": [_("Give the payout's reference (transfer or transaction id).")]},
+        )
+    with transaction.atomic(durable=True):
+        order_id = Refund.objects.values_list("order_id", flat=True).get(pk=refund_id)
+        order = lock_objects.lock_order(order_id=order_id)
+        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        if refund.status != Refund.Status.FAILED:
+            raise RefundNotAllowed(f"refund {refund.pk} is {refund.status}, not failed")
+        payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
+        left = refundable_amount(payment=payment)
+        if refund.amount > left:
+            raise RefundNotAllowed(f"refund {refund.pk}: only {left} is left to refund")
+        refund.status = Refund.Status.MANUAL
+        refund.paid_out_reference = reference[:128]
+        refund.completed_at = timezone.now()
+        refund.save(update_fields=["status", "paid_out_reference", "completed_at"])
+        _apply_refund(order=order, refund=refund, actor=actor)
+        if order.needs_attention.startswith(f"refund {refund.request_id} failed"):
+            clear_flag(order_id=order.pk)
     return refund
 
 
