@@ -501,7 +501,14 @@ def handle_callback(*, gateway_name: str, request: CallbackRequest) -> CallbackR
     verified: VerifiedEvent | None = None
     try:
         verified = gateway.verify_callback(request)
-        event, duplicate = confirm_payment(gateway_name=gateway.name, verified=verified)
+        # The accepted (or duplicate) notification's row is written in confirm_payment's own
+        # transaction: one commit, and one wait for the disk, per callback.
+        log_applied = partial(
+            _log_applied_notification, gateway.name, request, body_text, verified.payment_reference
+        )
+        _event, duplicate = confirm_payment(
+            gateway_name=gateway.name, verified=verified, record=log_applied
+        )
     except IgnoredNotification as exc:
         _log_notification(
             gateway.name, request, body_text, PaymentNotification.Result.IGNORED, str(exc)[:300]
@@ -529,19 +536,23 @@ def handle_callback(*, gateway_name: str, request: CallbackRequest) -> CallbackR
             # Genuine but wrong: the buyer paid something else. Never deliver; a person decides.
             flag_payment_order(reference=reference, reason=f"callback {exc.code}: {exc}")
         return gateway.reply_rejected(exc)
+    return gateway.reply_duplicate() if duplicate else gateway.reply_accepted()
+
+
+def _log_applied_notification(
+    gateway_name: str,
+    request: CallbackRequest,
+    body_text: str,
+    reference: str,
+    event: PaymentEvent,
+    duplicate: bool,
+) -> None:
     result = (
         PaymentNotification.Result.DUPLICATE if duplicate else PaymentNotification.Result.ACCEPTED
     )
     _log_notification(
-        gateway.name,
-        request,
-        body_text,
-        result,
-        event.outcome,
-        event=event,
-        reference=verified.payment_reference,
+        gateway_name, request, body_text, result, event.outcome, event=event, reference=reference
     )
-    return gateway.reply_duplicate() if duplicate else gateway.reply_accepted()
 
 
 # Headers worth keeping to process a notification again; never cookies or authorization.
@@ -577,6 +588,7 @@ def confirm_payment(
     verified: VerifiedEvent,
     actor: User | None = None,
     note: str = "",
+    record: Callable[[PaymentEvent, bool], None] | None = None,
 ) -> tuple[PaymentEvent, bool]:
     """Apply a verified gateway event at most once.
 
@@ -584,112 +596,116 @@ def confirm_payment(
     order status, the claimed keys and their deliveries are written together or not at all; a
     second event with the same id returns ``(first_event, True)`` and changes nothing. Raises
     ``UnknownPayment``, ``AmountMismatch``, ``CurrencyMismatch``, ``TradeAlreadyBound``.
+    ``record(event, duplicate)`` runs last in the same transaction (the callback's log row).
     """
-    now = timezone.now()
     with transaction.atomic(durable=True):
-        payment = lock_objects.lock_payment(reference=verified.payment_reference)
-        # The gateway's settings and amount come from our payment row, never from the payload.
-        if payment is None or payment.gateway != gateway_name:
-            raise UnknownPayment(f"no {gateway_name} payment {verified.payment_reference!r}")
-        matches = verified.currency == payment.currency and verified.amount == payment.amount
-        # A matching event is stored right away under its unique id (one statement; a replay
-        # stores nothing); a mismatched one is only looked up: a replay of a stored event still
-        # answers as the duplicate it is, anything else is refused and nothing is written.
-        event = (
-            _store_event(gateway_name=gateway_name, verified=verified, payment=payment, now=now)
-            if matches
-            else None
+        event, duplicate = _apply_verified_event(
+            gateway_name=gateway_name, verified=verified, actor=actor, note=note
         )
-        if event is None:
-            existing = PaymentEvent.objects.filter(
-                gateway=gateway_name, event_id=verified.event_id
-            ).first()
-            if existing is not None:
-                if existing.payment_id != payment.pk:
-                    # The same gateway event presented for another payment: a replay aimed at a
-                    # different order, never a duplicate of this one.
-                    raise TradeAlreadyBound(
-                        f"event {verified.event_id!r} belongs to another payment"
-                    )
-                return existing, True
-            if verified.currency != payment.currency:
-                raise CurrencyMismatch(f"payment {payment.pk}: currency {verified.currency!r}")
-            raise AmountMismatch(f"payment {payment.pk}: amount {verified.amount}")
-        if verified.kind == PaymentEvent.Kind.FAILED:
-            if payment.status == Payment.Status.CREATED:
-                payment.status = Payment.Status.FAILED
-                payment.completed_at = now
-                payment.save(update_fields=["status", "completed_at"])
-            return _set_outcome(event, PaymentEvent.Outcome.FAILED_RECORDED), False
+        if record is not None:
+            record(event, duplicate)
+    return event, duplicate
 
-        if payment.status == Payment.Status.SUCCEEDED:
-            # Same trade reported again under another event id (e.g. "finished" after "success").
-            return _set_outcome(event, PaymentEvent.Outcome.ALREADY_PAID), False
-        payment.status = Payment.Status.SUCCEEDED
-        payment.completed_at = now
-        payment.gateway_trade_id = verified.gateway_trade_id or None
-        # No savepoint: a unique-trade violation aborts the whole transaction, which is exactly
-        # what the raise below does anyway (nothing of this event is kept).
-        try:
-            payment.save(update_fields=["status", "completed_at", "gateway_trade_id"])
-        except IntegrityError:
-            raise TradeAlreadyBound(
-                f"trade {verified.gateway_trade_id!r} pays another order"
-            ) from None
 
-        order = lock_objects.lock_order(order_id=payment.order_id)
-        # Explicit, not "paid is allowed from here": a held order goes back to paid only when
-        # staff release it, never because a second payment arrived.
-        if order.status not in _PAYABLE_STATUSES:
-            # Another payment already paid it, or it was refunded: never deliver over that.
-            # This money goes back automatically.
-            logger.warning(
-                "payment for an order already paid or closed", extra={"order_id": order.pk}
-            )
-            ledger_services.record_unallocated(
-                payment_id=payment.pk,
-                order_id=order.pk,
-                amount=payment.amount,
-                currency=payment.currency,
-            )
-            _refund_after_commit(payment=payment, kind="duplicate")
-            return _set_outcome(event, PaymentEvent.Outcome.DUPLICATE_PAYMENT), False
-        # After its deadline, even if the expiry job has not run yet.
-        late = (
-            order.status in (Order.Status.EXPIRED, Order.Status.CANCELLED)
-            or order.expires_at <= now
-        )
-        order.paid_at = now
-        transition_order(
-            order=order,
-            to_status=Order.Status.PAID,
-            source=f"gateway:{gateway_name}" if actor is None else "staff",
-            actor=actor,
-            note=note or f"event {verified.event_id}",
-            extra_fields=("paid_at",),
-        )
-        webhook_services.emit_after_commit(event=WebhookEvent.ORDER_PAID, object_id=order.pk)
-        ledger_services.record_sale(
+def _apply_verified_event(
+    *, gateway_name: str, verified: VerifiedEvent, actor: User | None, note: str
+) -> tuple[PaymentEvent, bool]:
+    """``confirm_payment``'s work, inside its transaction."""
+    now = timezone.now()
+    payment = lock_objects.lock_payment(reference=verified.payment_reference)
+    # The gateway's settings and amount come from our payment row, never from the payload.
+    if payment is None or payment.gateway != gateway_name:
+        raise UnknownPayment(f"no {gateway_name} payment {verified.payment_reference!r}")
+    matches = verified.currency == payment.currency and verified.amount == payment.amount
+    # A matching event is stored right away under its unique id (one statement; a replay
+    # stores nothing); a mismatched one is only looked up: a replay of a stored event still
+    # answers as the duplicate it is, anything else is refused and nothing is written.
+    event = (
+        _store_event(gateway_name=gateway_name, verified=verified, payment=payment, now=now)
+        if matches
+        else None
+    )
+    if event is None:
+        existing = PaymentEvent.objects.filter(
+            gateway=gateway_name, event_id=verified.event_id
+        ).first()
+        if existing is not None:
+            if existing.payment_id != payment.pk:
+                # The same gateway event presented for another payment: a replay aimed at a
+                # different order, never a duplicate of this one.
+                raise TradeAlreadyBound(f"event {verified.event_id!r} belongs to another payment")
+            return existing, True
+        if verified.currency != payment.currency:
+            raise CurrencyMismatch(f"payment {payment.pk}: currency {verified.currency!r}")
+        raise AmountMismatch(f"payment {payment.pk}: amount {verified.amount}")
+    if verified.kind == PaymentEvent.Kind.FAILED:
+        if payment.status == Payment.Status.CREATED:
+            payment.status = Payment.Status.FAILED
+            payment.completed_at = now
+            payment.save(update_fields=["status", "completed_at"])
+        return _set_outcome(event, PaymentEvent.Outcome.FAILED_RECORDED), False
+
+    if payment.status == Payment.Status.SUCCEEDED:
+        # Same trade reported again under another event id (e.g. "finished" after "success").
+        return _set_outcome(event, PaymentEvent.Outcome.ALREADY_PAID), False
+    payment.status = Payment.Status.SUCCEEDED
+    payment.completed_at = now
+    payment.gateway_trade_id = verified.gateway_trade_id or None
+    # No savepoint: a unique-trade violation aborts the whole transaction, which is exactly
+    # what the raise below does anyway (nothing of this event is kept).
+    try:
+        payment.save(update_fields=["status", "completed_at", "gateway_trade_id"])
+    except IntegrityError:
+        raise TradeAlreadyBound(f"trade {verified.gateway_trade_id!r} pays another order") from None
+
+    order = lock_objects.lock_order(order_id=payment.order_id)
+    # Explicit, not "paid is allowed from here": a held order goes back to paid only when
+    # staff release it, never because a second payment arrived.
+    if order.status not in _PAYABLE_STATUSES:
+        # Another payment already paid it, or it was refunded: never deliver over that.
+        # This money goes back automatically.
+        logger.warning("payment for an order already paid or closed", extra={"order_id": order.pk})
+        ledger_services.record_unallocated(
+            payment_id=payment.pk,
             order_id=order.pk,
-            merchant=order.merchant,
             amount=payment.amount,
             currency=payment.currency,
         )
-        review = risk_services.screen_payment(order=order, now=now)
-        if review.outcome == RiskDecision.Outcome.HOLD:
-            outcome = _hold_for_review(order=order, now=now, reason=review.reason)
-        else:
-            outcome = _fulfil(order=order, now=now)
-        if late and outcome == PaymentEvent.Outcome.UNFULFILLED:
-            # Paid after it lapsed and the stock is gone: refund rather than keep the buyer
-            # waiting for a restock they never agreed to.
-            _refund_after_commit(payment=payment, kind="late")
-            # Its coupon use, if the expiry job had not given it back yet, comes back now.
-            promotions_services.release_redemption(order=order, now=now)
-        elif late:
-            # Its coupon use was given back when it expired or was cancelled; it counts again.
-            promotions_services.reinstate_redemption(order=order)
-        return _set_outcome(event, outcome), False
+        _refund_after_commit(payment=payment, kind="duplicate")
+        return _set_outcome(event, PaymentEvent.Outcome.DUPLICATE_PAYMENT), False
+    # After its deadline, even if the expiry job has not run yet.
+    late = order.status in (Order.Status.EXPIRED, Order.Status.CANCELLED) or order.expires_at <= now
+    order.paid_at = now
+    transition_order(
+        order=order,
+        to_status=Order.Status.PAID,
+        source=f"gateway:{gateway_name}" if actor is None else "staff",
+        actor=actor,
+        note=note or f"event {verified.event_id}",
+        extra_fields=("paid_at",),
+    )
+    webhook_services.emit_after_commit(event=WebhookEvent.ORDER_PAID, object_id=order.pk)
+    ledger_services.record_sale(
+        order_id=order.pk,
+        merchant=order.merchant,
+        amount=payment.amount,
+        currency=payment.currency,
+    )
+    review = risk_services.screen_payment(order=order, now=now)
+    if review.outcome == RiskDecision.Outcome.HOLD:
+        outcome = _hold_for_review(order=order, now=now, reason=review.reason)
+    else:
+        outcome = _fulfil(order=order, now=now)
+    if late and outcome == PaymentEvent.Outcome.UNFULFILLED:
+        # Paid after it lapsed and the stock is gone: refund rather than keep the buyer
+        # waiting for a restock they never agreed to.
+        _refund_after_commit(payment=payment, kind="late")
+        # Its coupon use, if the expiry job had not given it back yet, comes back now.
+        promotions_services.release_redemption(order=order, now=now)
+    elif late:
+        # Its coupon use was given back when it expired or was cancelled; it counts again.
+        promotions_services.reinstate_redemption(order=order)
+    return _set_outcome(event, outcome), False
 
 
 def _store_event(
