@@ -476,9 +476,12 @@ def resale_sale_lines(
     A = S + M (S the supplier's floor price × quantity, M the reseller's margin). The supplier
     is owed S − Fs, the reseller M − Fr, the platform Fs + Fr: each side pays the platform fee at
     its own rate on its own part, so reselling is never a way around the fee."""
-    sale = ResaleSale.objects.filter(order_id=order_id).select_related("reseller", "order").first()
-    if sale is None:
+    # Nearly every order is an ordinary one: a plain look-up first (cheap to build), the joins
+    # only for a reseller's order.
+    sale_id = ResaleSale.objects.filter(order_id=order_id).values_list("pk", flat=True).first()
+    if sale_id is None:
         return None
+    sale = ResaleSale.objects.select_related("reseller", "order").get(pk=sale_id)
     supplier_total = _q(sale.supplier_unit_price * sale.order.quantity)
     margin = amount - supplier_total
     supplier_fee = _q(supplier_total * fee_rate(supplier))

@@ -101,15 +101,49 @@ def transition_order(
     if to_status not in ORDER_TRANSITIONS.get(from_status, frozenset()):
         raise IllegalTransition(f"order {order.pk}: {from_status} → {to_status} is not allowed")
     order.status = to_status
-    order.save(update_fields=["status", *extra_fields])
-    OrderStatusChange.objects.create(
-        order=order,
-        from_status=from_status,
-        to_status=to_status,
-        actor=actor if actor is not None and actor.is_authenticated else None,
-        source=source,
-        note=note[:300],
+    actor = actor if actor is not None and actor.is_authenticated else None
+    if connection.vendor != "postgresql":
+        order.save(update_fields=["status", *extra_fields])
+        OrderStatusChange.objects.create(
+            order=order,
+            from_status=from_status,
+            to_status=to_status,
+            actor=actor,
+            source=source,
+            note=note[:300],
+        )
+        return order
+    # The same two writes in one statement (a paid callback makes two transitions). Order and
+    # OrderStatusChange have no save() override, signal receiver or auto_now field to skip.
+    concrete = {field.name: field for field in Order._meta.concrete_fields}
+    fields = [concrete[name] for name in ("status", *extra_fields)]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+    sql = (
+        f"WITH updated AS (UPDATE {quote(Order._meta.db_table)} SET {assignments}"  # noqa: S608  # nosec B608
+        " WHERE id = %s RETURNING id)"
+        f" INSERT INTO {quote(OrderStatusChange._meta.db_table)}"
+        " (order_id, from_status, to_status, actor_id, source, note, created_at)"
+        " SELECT id, %s, %s, %s, %s, %s, %s FROM updated"
     )
+    # Table and column names from the models; every value a bound parameter.
+    values = [field.get_db_prep_save(getattr(order, field.attname), connection) for field in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                *values,
+                order.pk,
+                from_status,
+                to_status,
+                actor.pk if actor is not None else None,
+                source,
+                note[:300],
+                timezone.now(),
+            ],
+        )
+        if cursor.rowcount != 1:
+            raise IntegrityError(f"order {order.pk}: no row to move to {to_status}")
     return order
 
 
