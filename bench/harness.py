@@ -159,8 +159,6 @@ class Gunicorn:
             "warning",
         ]
         self.process = subprocess.Popen(command, env=self.env, start_new_session=True)
-        if self.nice:
-            self._set_priority(self.process.pid)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -172,6 +170,12 @@ class Gunicorn:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s: {self.tail()}")
+
+    def set_priority(self) -> None:
+        """Apply ``nice`` to the running server (its master, workers and their threads; workers
+        started later inherit it). Once; without ``nice`` nothing happens."""
+        if self.nice and self.process is not None and not self.niced:
+            self._set_priority(self.process.pid)
 
     def _set_priority(self, pid: int) -> None:
         """Give this server's processes another CPU weight, as ``cpu_shares`` gives a container

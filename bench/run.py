@@ -1065,8 +1065,8 @@ def main(argv: list[str] | None = None) -> int:
             server.start()
             if callbacks is not None:
                 callbacks.start()
-            report.setup["storefront priority"] = server.niced or "default"
             if callbacks is not None:
+                callbacks.set_priority()
                 report.setup["callback priority"] = callbacks.niced or "default"
             pool = LoadPool(processes=os.cpu_count() or 2)
             # Past this, each remaining figure gets one run instead of several.
@@ -1088,7 +1088,15 @@ def main(argv: list[str] | None = None) -> int:
                 steps.append(("import", lambda: imported.append(bench.key_import())))
             if "aging" in only and "import" in only:
                 steps.append(("aging", lambda: bench.aging(imported[0])))
-            for _name, step in steps:
+            report.setup["storefront priority"] = "default"
+            for name, step in steps:
+                if name != "storefront" and storefront_nice and not server.niced:
+                    # The storefront pool's lower weight is for when payment callbacks compete
+                    # with it; the page figures have none, and there it would only hand CPU to
+                    # the load generator (which production does not have) against the pool the
+                    # floor is served by too. So it applies from the first buy on.
+                    server.set_priority()
+                    report.setup["storefront priority"] = f"{server.niced} from the {name} phase on"
                 step()
             bench.no_key_sold_twice()
         except Exception:
