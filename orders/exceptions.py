@@ -43,6 +43,16 @@ class IgnoredNotification(PaymentRejected):
     code = "ignored"
 
 
+class RefundReported(IgnoredNotification):
+    """A genuine notification that one of the gateway's refunds changed. It changes nothing by
+    itself (the payload is never trusted for a refund's outcome); the refund, if pending, is
+    asked about at once instead of at the repair job's next run."""
+
+    def __init__(self, message: str = "", *, gateway_refund_id: str) -> None:
+        super().__init__(message)
+        self.gateway_refund_id = gateway_refund_id
+
+
 class InvalidSignature(PaymentRejected):
     code = "invalid_signature"
 

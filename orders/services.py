@@ -42,6 +42,7 @@ from orders.exceptions import (
     OutOfStock,
     PaymentRejected,
     RefundNotAllowed,
+    RefundReported,
     TradeAlreadyBound,
     UnknownPayment,
 )
@@ -547,6 +548,10 @@ def handle_callback(*, gateway_name: str, request: CallbackRequest) -> CallbackR
         _log_notification(
             gateway.name, request, body_text, PaymentNotification.Result.IGNORED, str(exc)[:300]
         )
+        if isinstance(exc, RefundReported):
+            _ask_about_reported_refund(
+                gateway_name=gateway.name, gateway_refund_id=exc.gateway_refund_id
+            )
         return gateway.reply_accepted()
     except PaymentRejected as exc:
         # Gateways that detect a mismatch themselves (a USDT underpayment) name the payment.
@@ -1254,6 +1259,37 @@ def _execute_refund(*, refund_id: int) -> None:
             flag_order(order_id=refund.order_id, reason=f"refund {refund.request_id} failed")
         return
     _record_refund_result(refund_id=refund.pk, asked_about=refund.gateway_refund_id, result=result)
+
+
+def _ask_about_reported_refund(*, gateway_name: str, gateway_refund_id: str) -> None:
+    """A gateway reported that one of its refunds changed: if it is one of ours still pending,
+    ask the gateway about it now (a task) rather than at the repair job's next run. The report
+    itself decides nothing."""
+    refund_id = (
+        Refund.objects.filter(
+            payment__gateway=gateway_name,
+            gateway_refund_id=gateway_refund_id[:128],
+            status=Refund.Status.PENDING,
+        )
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if refund_id is None:
+        return
+    try:
+        tasks.check_pending_refund_task.delay(refund_id=refund_id)
+    except Exception:  # the queue is down: the repair job asks within minutes anyway
+        logger.warning("could not queue a refund check", extra={"refund_id": refund_id})
+
+
+def check_pending_refund(*, refund_id: int) -> str:
+    """Ask the gateway how a refund it took has ended, and record it (``_record_refund_result``
+    under the refund's lock). Only a pending refund with the gateway's id is asked about; a
+    failed one is never sent again from here. Returns the refund's status afterwards."""
+    refund = Refund.objects.select_related("payment").get(pk=refund_id)
+    if refund.status == Refund.Status.PENDING and refund.gateway_refund_id:
+        _check_pending_refund(refund=refund, gateway=build_gateway(refund.payment.gateway))
+    return Refund.objects.values_list("status", flat=True).get(pk=refund_id)
 
 
 def _check_pending_refund(*, refund: Refund, gateway: Gateway | None) -> None:

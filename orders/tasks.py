@@ -78,6 +78,14 @@ def refund_payment_task(*, payment_id: int, request_id: str, reason: str) -> int
 
 
 @shared_task
+def check_pending_refund_task(*, refund_id: int) -> str:
+    """A gateway reported a change to a pending refund: ask it now; idempotent."""
+    from orders import services
+
+    return services.check_pending_refund(refund_id=refund_id)
+
+
+@shared_task
 def reconcile_payments_task() -> int:
     from orders import services
 

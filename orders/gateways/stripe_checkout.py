@@ -35,8 +35,9 @@ Traps handled:
   * The trade id bound to the payment is the PaymentIntent id (the session id if there is none).
   * A refund answered ``pending`` (or ``requires_action``) has not returned the money: it can
     still go to ``failed`` or ``canceled`` days later. It is reported as pending, never as
-    succeeded; the repair job asks ``GET /v1/refunds/{id}`` until it ends (refund webhook events
-    are acknowledged and change nothing, so the outcome never depends on one arriving).
+    succeeded; the repair job asks ``GET /v1/refunds/{id}`` until it ends. A refund webhook event
+    (``refund.*``, ``charge.refund.*``) only makes Cardvault ask about that refund at once: its
+    payload decides nothing, so the outcome never depends on one arriving or being genuine.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from orders.exceptions import (
     InvalidSignature,
     MalformedNotification,
     PaymentRejected,
+    RefundReported,
     StaleNotification,
 )
 from orders.gateways.base import (
@@ -310,10 +312,19 @@ class StripeCheckoutGateway(Gateway):
             raise MalformedNotification("missing or malformed event id")
         if not isinstance(event_type, str) or not event_type:
             raise MalformedNotification("missing event type")
-        if event_type not in PAID_TYPES | FAILED_TYPES:
-            # Refund updates, disputes, other products' events: nothing this endpoint acts on.
-            raise IgnoredNotification(f"event type {event_type[:64]!r} is not handled")
         data = event.get("data")
+        if event_type.startswith(("refund.", "charge.refund.")):
+            reported = data.get("object") if isinstance(data, dict) else None
+            if (
+                isinstance(reported, dict)
+                and reported.get("object") == "refund"
+                and isinstance(reported.get("id"), str)
+                and _REFUND_ID.fullmatch(reported["id"])
+            ):
+                raise RefundReported("refund update", gateway_refund_id=reported["id"])
+        if event_type not in PAID_TYPES | FAILED_TYPES:
+            # Disputes, other products' events: nothing this endpoint acts on.
+            raise IgnoredNotification(f"event type {event_type[:64]!r} is not handled")
         session = data.get("object") if isinstance(data, dict) else None
         if not isinstance(session, dict) or session.get("object") != "checkout.session":
             raise MalformedNotification("event does not carry a checkout session")

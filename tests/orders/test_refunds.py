@@ -1,6 +1,7 @@
 """The one refund service: idempotent, bounded by what was paid, through the gateway or manual;
 a refund the gateway takes but finishes later books nothing until it succeeds."""
 
+import json
 from datetime import timedelta
 from decimal import Decimal
 
@@ -471,3 +472,64 @@ def test_a_pending_refund_is_never_failed_because_its_gateway_is_switched_off(
     GatewayConfig.objects.filter(gateway="stripe").update(enabled=True)
     services.repair_paid_orders(now=later())
     assert Refund.objects.get(pk=refund.pk).status == Refund.Status.SUCCEEDED
+
+
+def refund_event(gateway_refund_id: str, *, event_id: str, status: str = "succeeded") -> bytes:
+    event = {
+        "id": event_id,
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(timezone.now().timestamp()),
+        "livemode": False,
+        "type": "refund.updated",
+        "data": {
+            "object": {
+                "id": gateway_refund_id,
+                "object": "refund",
+                "status": status,
+                "amount": 2000,
+                "currency": "usd",
+            }
+        },
+    }
+    return json.dumps(event, indent=2).encode()
+
+
+def test_a_refund_webhook_makes_us_ask_at_once_and_decides_nothing_itself(
+    stripe_paid, stripe_stub, django_capture_on_commit_callbacks
+):
+    payment = stripe_paid
+    with django_capture_on_commit_callbacks(execute=True):
+        refund = services.request_refund(
+            request_id="w-1", order_id=payment.order_id, reason="buyer asked", source="staff"
+        )
+    assert refund.status == Refund.Status.PENDING
+    secret = "whsec_refund_events_test_secret"
+    configure(stripe_stub, {"secret_key": stripe_stub.secret_key, "webhook_secret": secret})
+
+    # The report says "succeeded", Stripe (asked) says pending: the report decides nothing.
+    body = refund_event(refund.gateway_refund_id, event_id="evt_1Refund1")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(body, stripe_signature(body, secret)).status_code == 200
+    assert Refund.objects.get(pk=refund.pk).status == Refund.Status.PENDING
+    assert len(stripe_stub.refund_gets) == 1
+    assert refund_journals(refund) == 0
+
+    # Stripe settles it; its next report makes us ask again, and now it is booked, once.
+    stripe_stub.settle_refund(refund.gateway_refund_id, "succeeded")
+    body = refund_event(refund.gateway_refund_id, event_id="evt_1Refund2")
+    with django_capture_on_commit_callbacks(execute=True):
+        assert send(body, stripe_signature(body, secret)).status_code == 200
+        assert send(body, stripe_signature(body, secret)).status_code == 200  # a replay
+    refund.refresh_from_db()
+    assert refund.status == Refund.Status.SUCCEEDED
+    assert refund_journals(refund) == 1
+    assert Order.objects.get(pk=payment.order_id).status == Order.Status.REFUNDED
+    assert len(stripe_stub.refund_gets) == 2  # the replay found nothing pending to ask about
+
+    # A report about a refund we do not have, or a forged one, asks nothing and changes nothing.
+    stranger = refund_event("re_3NotOurs", event_id="evt_1Refund3")
+    assert send(stranger, stripe_signature(stranger, secret)).status_code == 200
+    assert send(stranger, stripe_signature(stranger, "whsec_wrong")).status_code == 400
+    assert len(stripe_stub.refund_gets) == 2
+    assert_books_balance()
